@@ -1,0 +1,43 @@
+"""Settings from the environment (PATCHREG_*), with the embedded default under PATCHREG_HOME."""
+
+from __future__ import annotations
+
+import getpass
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Where the registry keeps its data.
+
+    `home` holds the embedded default: `registry.db` (SQLite) and `artifacts/`. `database_url` and
+    `store` override either one, e.g. PostgreSQL plus a shared volume for many workers.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="PATCHREG_", extra="ignore")
+
+    home: Path = Field(default_factory=lambda: Path.home() / ".patchreg")
+    database_url: str | None = None
+    store: Path | None = None
+    actor: str | None = None
+
+    @property
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.home / 'registry.db').resolve()}"
+
+    @property
+    def artifact_root(self) -> Path:
+        return (self.store or self.home / "artifacts").resolve()
+
+    @property
+    def resolved_actor(self) -> str:
+        if self.actor:
+            return self.actor
+        try:
+            return getpass.getuser()
+        except Exception:  # no user database entry (containers)
+            return "unknown"

@@ -1,0 +1,1 @@
+"""Patch format: types, save/load with validation, apply/revert/merge, export to PEFT."""
