@@ -112,6 +112,7 @@ class Dataset(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     domain: Mapped[Domain] = relationship()
+    artifact: Mapped[Artifact] = relationship()
 
 
 class Job(Base):
@@ -168,6 +169,7 @@ class Patch(Base):
 
     domain: Mapped[Domain] = relationship()
     base_version: Mapped[BaseVersion] = relationship()
+    artifact: Mapped[Artifact] = relationship()
     parent: Mapped[Patch | None] = relationship(remote_side=[id])
 
 

@@ -91,6 +91,9 @@ def build_model(config: TinyConfig = TinyConfig(), seed: int = 0):  # -> transfo
 
 def save_tiny_model(directory: Path | str, config: TinyConfig = TinyConfig(), seed: int = 0) -> Path:
     """Build and save a tiny model plus its tokenizer with `save_pretrained` (safetensors)."""
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # a tiny model saves in milliseconds; no bar needed
     directory = Path(directory)
     model = build_model(config, seed)
     model.save_pretrained(directory)

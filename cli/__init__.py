@@ -1,0 +1,1 @@
+"""The `patchreg` command line: one module per noun. Heavy imports happen inside commands."""

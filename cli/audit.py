@@ -1,0 +1,45 @@
+"""`patchreg audit`: the append-only log of every write."""
+
+from __future__ import annotations
+
+import click
+
+from cli.context import AppContext, json_flag, pass_app
+from cli.output import emit, print_table
+from registry.services import audit as audit_service
+
+
+def _detail(detail: dict[str, object]) -> str:
+    """key=value pairs for people, with digests shortened to 12 hex (as `git log` does)."""
+    parts = []
+    for key, value in detail.items():
+        if value is None:
+            continue
+        text = str(value)
+        parts.append(f"{key}={text[:12] if len(text) == 64 and text.isalnum() else text}")
+    return ", ".join(parts)
+
+
+@click.command()
+@click.option(
+    "--limit", default=50, show_default=True, type=click.IntRange(1, 10_000), help="Newest N events."
+)
+@click.option("--subject", help="Only events about this subject (e.g. tiny:v1).")
+@json_flag
+@pass_app
+def audit(app: AppContext, limit: int, subject: str | None) -> None:
+    """Show who did what, newest first."""
+    with app.transaction() as session:
+        rows = audit_service.list_events(session, limit, subject)
+    table = [
+        {**r.model_dump(), "detail": ", ".join(f"{k}={v}" for k, v in r.detail.items() if v is not None)}
+        for r in rows
+    ]
+    columns = [
+        ("AT", "at"),
+        ("ACTOR", "actor"),
+        ("ACTION", "action"),
+        ("SUBJECT", "subject"),
+        ("DETAIL", "detail"),
+    ]
+    emit(app.json_output, rows, lambda: print_table(table, columns, empty="no events"))

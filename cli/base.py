@@ -1,0 +1,98 @@
+"""`patchreg base`: base model families and versions."""
+
+from __future__ import annotations
+
+import click
+
+from cli.context import AppContext, json_flag, pass_app
+from cli.output import emit, print_fields, print_table
+from registry.services import bases
+
+LIST_COLUMNS = [
+    ("BASE", "ref"),
+    ("PARENT", "parent"),
+    ("TYPE", "model_type"),
+    ("PARAMS", "num_parameters"),
+    ("ARCH", "arch_short"),
+    ("SOURCE", "source_uri"),
+    ("REGISTERED", "created_at"),
+]
+
+
+@click.group()
+def base() -> None:
+    """Register and inspect base model versions (FAMILY:VERSION)."""
+
+
+@base.command("register")
+@click.argument("ref", metavar="FAMILY:VERSION")
+@click.argument("source", metavar="SOURCE")
+@click.option("--parent", metavar="FAMILY:VERSION", help="The version this one evolved from.")
+@json_flag
+@pass_app
+def register(app: AppContext, ref: str, source: str, parent: str | None) -> None:
+    """Register a base version from a local model directory or hf://ORG/NAME[@REVISION].
+
+    Reads config.json, the safetensors headers and the tokenizer files to fingerprint the model;
+    weights are hashed in a stream, never loaded.
+    """
+    with app.transaction() as session:
+        row = bases.register_base(session, ref, source, parent=parent)
+    emit(
+        app.json_output,
+        row,
+        lambda: click.echo(
+            f"registered {row.ref} ({row.num_parameters:,} parameters, arch {row.arch_fingerprint[:12]})"
+        ),
+    )
+
+
+@base.command("list")
+@click.option("--family", metavar="F", help="Only this family.")
+@json_flag
+@pass_app
+def list_(app: AppContext, family: str | None) -> None:
+    """List base versions."""
+    with app.transaction() as session:
+        rows = bases.list_bases(session, family)
+    table = [{**r.model_dump(), "arch_short": r.arch_fingerprint[:12]} for r in rows]
+    emit(app.json_output, rows, lambda: print_table(table, LIST_COLUMNS, empty="no base versions registered"))
+
+
+@base.command("show")
+@click.argument("ref", metavar="FAMILY:VERSION")
+@click.option("--tensors", is_flag=True, help="Also print the tensor table (name, shape, dtype).")
+@json_flag
+@pass_app
+def show(app: AppContext, ref: str, tensors: bool) -> None:
+    """Show a base version with its fingerprints."""
+    with app.transaction() as session:
+        row = bases.show_base(session, ref)
+
+    def human() -> None:
+        print_fields(
+            [
+                ("base", row.ref),
+                ("parent", row.parent),
+                ("source", row.source_uri),
+                ("revision", row.revision),
+                ("model type", row.model_type),
+                ("parameters", row.num_parameters),
+                ("tensors", row.num_tensors),
+                ("architecture", row.arch_fingerprint),
+                ("tokenizer", row.tokenizer_fingerprint),
+                ("config", row.config_digest),
+                ("weights", row.weights_digest),
+                ("status", row.status),
+                ("registered", row.created_at),
+            ]
+        )
+        if tensors:
+            click.echo()
+            table = [
+                {"name": n, "shape": "×".join(map(str, s)) or "scalar", "dtype": d}
+                for n, s, d in row.tensor_table
+            ]
+            print_table(table, [("TENSOR", "name"), ("SHAPE", "shape"), ("DTYPE", "dtype")])
+
+    emit(app.json_output, row, human)

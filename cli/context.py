@@ -1,0 +1,85 @@
+"""What every command shares: settings, the database, the store, the transaction, output mode."""
+
+from __future__ import annotations
+
+import shlex
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import click
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from registry.config import Settings
+from registry.db import make_engine, session_factory, transaction
+from registry.errors import SchemaOutOfDate
+from registry.store import ArtifactStore, open_store
+
+
+@dataclass
+class AppContext:
+    settings: Settings
+    json_output: bool = False
+    global_args: list[str] = field(default_factory=list)  # --home/--db as typed, for fix commands
+
+    @cached_property
+    def engine(self) -> Engine:
+        url = self.settings.resolved_database_url
+        if url.startswith("sqlite:///"):
+            Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+        return make_engine(url)
+
+    @cached_property
+    def factory(self) -> sessionmaker[Session]:
+        return session_factory(self.engine)
+
+    @cached_property
+    def store(self) -> ArtifactStore:
+        return open_store(self.settings.artifact_root)
+
+    def command_line(self, *args: str) -> str:
+        return shlex.join(["patchreg", *self.global_args, *args])
+
+    def sqlite_file_missing(self) -> Path | None:
+        """The SQLite file that does not exist yet (reads must not create it), else None."""
+        url = self.settings.resolved_database_url
+        if url.startswith("sqlite:///"):
+            path = Path(url.removeprefix("sqlite:///"))
+            return None if path.exists() else path
+        return None
+
+    def ensure_schema(self) -> None:
+        from registry.migrate import ensure_current
+
+        fix = self.command_line("db", "upgrade")
+        missing = self.sqlite_file_missing()
+        if missing is not None:
+            raise SchemaOutOfDate(f"no registry database at {missing}; run `{fix}`")
+        ensure_current(self.engine, fix_command=fix)
+
+    @contextmanager
+    def transaction(self) -> Iterator[Session]:
+        """One command, one unit of work, on the current schema only."""
+        self.ensure_schema()
+        with transaction(self.factory) as session:
+            session.info["actor"] = self.settings.resolved_actor
+            yield session
+
+
+pass_app = click.make_pass_decorator(AppContext)
+
+
+def json_flag(func: Any) -> Any:
+    """`--json` on a subcommand too, so `patchreg base show X --json` works like `patchreg --json …`."""
+
+    def _set(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
+        if value:
+            ctx.ensure_object(AppContext).json_output = True
+
+    return click.option(
+        "--json", "json_", is_flag=True, expose_value=False, callback=_set, help="Print JSON for scripts."
+    )(func)

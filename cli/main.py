@@ -1,0 +1,86 @@
+"""`patchreg`: the root group, global options, and the one place errors become messages.
+
+A user error (any error with a stable `code`, from `registry` or `trainer`) is one line on
+stderr and exit code 1, never a traceback; a usage error exits 2 (click's own).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from cli.context import AppContext
+from registry.config import Settings
+from registry.errors import PatchregError
+from trainer.errors import TrainerError
+
+EXIT_USER_ERROR = 1
+
+
+class UserError(click.ClickException):
+    exit_code = EXIT_USER_ERROR
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+    def show(self, file: Any = None) -> None:
+        click.echo(f"error: {self.message}", err=True)
+
+
+class PatchregGroup(click.Group):
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (PatchregError, TrainerError) as exc:
+            raise UserError(exc.code, exc.message) from None
+
+
+@click.group(cls=PatchregGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "--home",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Registry home (default $PATCHREG_HOME or ~/.patchreg): SQLite database and artifacts.",
+)
+@click.option(
+    "--db", "db_url", metavar="URL", help="Database URL (default $PATCHREG_DATABASE_URL or SQLite in home)."
+)
+@click.option("--json", "json_output", is_flag=True, help="Print JSON for scripts.")
+@click.version_option(package_name="patchreg")
+@click.pass_context
+def cli(ctx: click.Context, home: Path | None, db_url: str | None, json_output: bool) -> None:
+    """patchreg: a registry for fine-tuned LLM patches that survive base-model releases.
+
+    Track base model versions and domain patches with their lineage, port patches onto new base
+    versions without training, check compatibility, and fetch patches for PEFT, vLLM and LoRAX.
+    """
+    overrides: dict[str, Any] = {}
+    global_args: list[str] = []
+    if home is not None:
+        overrides["home"] = home.expanduser().resolve()
+        global_args += ["--home", str(overrides["home"])]
+    if db_url is not None:
+        overrides["database_url"] = db_url
+        global_args += ["--db", db_url]
+    ctx.obj = AppContext(settings=Settings(**overrides), json_output=json_output, global_args=global_args)
+
+
+def _register() -> None:
+    from cli import audit, base, dataset, db, demo, domain
+
+    for group in (db.db, base.base, domain.domain, dataset.dataset, audit.audit, demo.demo):
+        cli.add_command(group)
+
+
+_register()
+
+
+def main() -> None:
+    cli.main(prog_name="patchreg")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,141 @@
+"""Fingerprints of a saved model directory (config.json, safetensors weights, tokenizer files).
+
+- architecture: model_type + the sorted (tensor, shape, dtype) table. Two checkpoints of one
+  architecture share it; any change of shape or dtype changes it. The table is kept too: the
+  compatibility checks compare modules against it.
+- tokenizer: what decides token ids (vocabulary, merges, normalisation, pre-tokenisation, added
+  and special tokens), not incidental settings such as padding side or max length.
+- config: canonical JSON of config.json, without keys that record who saved it.
+- weights: sha256 over the weight files, streamed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from registry.errors import InvalidInput, MalformedFile
+from registry.fingerprint.safetensors_header import TensorInfo, read_safetensors_header
+from registry.store import sha256_file
+
+INDEX_FILE = "model.safetensors.index.json"
+# Keys that say how or where a config was saved, not what the model is.
+VOLATILE_CONFIG_KEYS = frozenset({"transformers_version", "_name_or_path", "_commit_hash"})
+TOKENIZER_JSON_KEYS = ("model", "normalizer", "pre_tokenizer", "post_processor", "added_tokens")
+TOKENIZER_VOCAB_FILES = ("vocab.json", "merges.txt", "tokenizer.model", "vocab.txt", "spiece.model")
+
+
+@dataclass(frozen=True)
+class ModelFingerprint:
+    model_type: str
+    architecture: str
+    arch_fingerprint: str
+    tokenizer_fingerprint: str | None
+    config_digest: str
+    weights_digest: str
+    num_parameters: int
+    tensors: dict[str, TensorInfo] = field(repr=False)
+
+    def tensor_table(self) -> list[list[Any]]:
+        return tensor_table(self.tensors)
+
+
+def tensor_table(tensors: dict[str, TensorInfo]) -> list[list[Any]]:
+    """JSON-ready rows [name, shape, dtype], sorted by name: what the architecture hash covers."""
+    return [[t.name, list(t.shape), t.dtype] for t in sorted(tensors.values(), key=lambda t: t.name)]
+
+
+def _canonical(obj: Any) -> bytes:
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def _sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise MalformedFile(f"{path.name}: not valid JSON ({exc})") from None
+
+
+def weight_files(model_dir: Path) -> list[Path]:
+    """The safetensors files of a checkpoint: from the shard index if there is one."""
+    index = model_dir / INDEX_FILE
+    if index.exists():
+        weight_map = _read_json(index).get("weight_map")
+        if not isinstance(weight_map, dict) or not weight_map:
+            raise MalformedFile(f"{INDEX_FILE}: has no weight_map")
+        files = sorted({model_dir / name for name in weight_map.values()})
+        missing = [f.name for f in files if not f.exists()]
+        if missing:
+            raise MalformedFile(f"{INDEX_FILE}: lists shards that are missing: {', '.join(missing)}")
+        return files
+    files = sorted(model_dir.glob("*.safetensors"))
+    if not files:
+        found = "pytorch_model.bin" if (model_dir / "pytorch_model.bin").exists() else "no weight files"
+        raise InvalidInput(
+            f"{model_dir}: no safetensors weights ({found}); save the model with safe_serialization"
+        )
+    return files
+
+
+def tokenizer_fingerprint(model_dir: Path) -> str | None:
+    tok_json = model_dir / "tokenizer.json"
+    parts: dict[str, Any] = {}
+    if tok_json.exists():
+        data = _read_json(tok_json)
+        parts["tokenizer.json"] = {k: data.get(k) for k in TOKENIZER_JSON_KEYS}
+    for name in TOKENIZER_VOCAB_FILES:
+        if (model_dir / name).exists():
+            parts[name] = sha256_file(model_dir / name)
+    if not parts:
+        return None
+    special = model_dir / "special_tokens_map.json"
+    config = model_dir / "tokenizer_config.json"
+    if special.exists():
+        parts["special_tokens_map"] = _read_json(special)
+    if config.exists():
+        cfg = _read_json(config)
+        parts["special_tokens"] = {k: v for k, v in cfg.items() if k.endswith("_token")}
+    return _sha(_canonical(parts))
+
+
+def fingerprint_model_dir(model_dir: Path) -> ModelFingerprint:
+    model_dir = Path(model_dir)
+    if not model_dir.is_dir():
+        raise InvalidInput(f"{model_dir}: not a directory")
+    config_path = model_dir / "config.json"
+    if not config_path.exists():
+        raise InvalidInput(f"{model_dir}: no config.json (is this a saved transformers model?)")
+    config = _read_json(config_path)
+    if not isinstance(config, dict) or not isinstance(config.get("model_type"), str):
+        raise MalformedFile(f"{config_path.name}: has no model_type")
+    architectures = config.get("architectures") or [config["model_type"]]
+
+    tensors: dict[str, TensorInfo] = {}
+    weights_hash = hashlib.sha256()
+    for path in weight_files(model_dir):
+        file_tensors, _ = read_safetensors_header(path)
+        duplicated = tensors.keys() & file_tensors.keys()
+        if duplicated:
+            raise MalformedFile(f"{path.name}: tensor {sorted(duplicated)[0]!r} appears in two weight files")
+        tensors.update(file_tensors)
+        weights_hash.update(f"{path.name}:{sha256_file(path)}\n".encode())
+
+    table = tensor_table(tensors)
+    stable_config = {k: v for k, v in config.items() if k not in VOLATILE_CONFIG_KEYS}
+    return ModelFingerprint(
+        model_type=config["model_type"],
+        architecture=str(architectures[0]),
+        arch_fingerprint=_sha(_canonical({"model_type": config["model_type"], "tensors": table})),
+        tokenizer_fingerprint=tokenizer_fingerprint(model_dir),
+        config_digest=_sha(_canonical(stable_config)),
+        weights_digest=weights_hash.hexdigest(),
+        num_parameters=sum(t.numel for t in tensors.values()),
+        tensors=tensors,
+    )

@@ -1,0 +1,81 @@
+"""Aliases: named pointers (e.g. `production`) from (domain, base version) to one patch."""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from registry.errors import InvalidInput, NotFound
+from registry.models import Alias, BaseVersion, Domain
+from registry.schemas import AliasRead
+from registry.services import audit
+from registry.services.lookup import base_ref, check_name, get_base_version, get_domain, get_patch
+
+
+def _read(alias: Alias, domain: str, base: str) -> AliasRead:
+    return AliasRead(
+        domain=domain, base=base, name=alias.name, patch_id=alias.patch_id, updated_at=alias.updated_at
+    )
+
+
+def set_alias(session: Session, domain: str, base: str, name: str, patch_id: str) -> AliasRead:
+    check_name("alias name", name)
+    domain_row = get_domain(session, domain)
+    version = get_base_version(session, base)
+    patch = get_patch(session, patch_id)
+    if patch.domain_id != domain_row.id or patch.base_version_id != version.id:
+        raise InvalidInput(
+            f"patch {patch.id} is for {patch.domain.name} on {base_ref(patch.base_version)}, "
+            f"not {domain} on {base}"
+        )
+    alias = session.scalar(
+        select(Alias).where(
+            Alias.domain_id == domain_row.id, Alias.base_version_id == version.id, Alias.name == name
+        )
+    )
+    previous = alias.patch_id if alias else None
+    if alias is None:
+        alias = Alias(domain_id=domain_row.id, base_version_id=version.id, name=name, patch_id=patch.id)
+        session.add(alias)
+    else:
+        alias.patch_id = patch.id
+    session.flush()
+    audit.record(session, "alias.set", f"{domain}@{base}/{name}", patch=patch.id, previous=previous)
+    return _read(alias, domain, base)
+
+
+def resolve_alias(session: Session, domain: str, base: str, name: str) -> str | None:
+    """The patch id an alias points to, or None when the alias is not set."""
+    domain_row = get_domain(session, domain)
+    version = get_base_version(session, base)
+    return session.scalar(
+        select(Alias.patch_id).where(
+            Alias.domain_id == domain_row.id, Alias.base_version_id == version.id, Alias.name == name
+        )
+    )
+
+
+def list_aliases(session: Session, domain: str | None = None) -> list[AliasRead]:
+    stmt = (
+        select(Alias, BaseVersion, Domain)
+        .join(BaseVersion, Alias.base_version_id == BaseVersion.id)
+        .join(Domain, Alias.domain_id == Domain.id)
+        .order_by(Domain.name, Alias.name)
+    )
+    if domain is not None:
+        stmt = stmt.where(Domain.name == get_domain(session, domain).name)
+    return [_read(alias, d.name, base_ref(version)) for alias, version, d in session.execute(stmt)]
+
+
+def delete_alias(session: Session, domain: str, base: str, name: str) -> None:
+    domain_row = get_domain(session, domain)
+    version = get_base_version(session, base)
+    alias = session.scalar(
+        select(Alias).where(
+            Alias.domain_id == domain_row.id, Alias.base_version_id == version.id, Alias.name == name
+        )
+    )
+    if alias is None:
+        raise NotFound(f"no alias {name!r} for {domain} on {base}")
+    session.delete(alias)
+    audit.record(session, "alias.delete", f"{domain}@{base}/{name}", patch=alias.patch_id)

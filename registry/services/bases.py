@@ -1,0 +1,106 @@
+"""Base families and versions: register from a directory or the hub, list, show."""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from registry.errors import AlreadyExists, InvalidInput
+from registry.fingerprint import fingerprint_model_dir
+from registry.models import BaseFamily, BaseVersion
+from registry.schemas import BaseVersionDetail, BaseVersionRead
+from registry.services import audit
+from registry.services.lookup import base_ref, get_base_version, get_family, parse_base_ref
+from registry.sources import resolve_source
+
+
+def to_read(v: BaseVersion) -> BaseVersionRead:
+    return BaseVersionRead(
+        ref=base_ref(v),
+        family=v.family.name,
+        version=v.version,
+        source_uri=v.source_uri,
+        revision=v.revision,
+        parent=base_ref(v.parent) if v.parent else None,
+        model_type=v.model_type,
+        arch_fingerprint=v.arch_fingerprint,
+        tokenizer_fingerprint=v.tokenizer_fingerprint,
+        config_digest=v.config_digest,
+        weights_digest=v.weights_digest,
+        num_parameters=v.num_parameters,
+        num_tensors=len(v.tensor_table),
+        status=v.status,
+        created_at=v.created_at,
+    )
+
+
+def register_base(session: Session, ref: str, source: str, parent: str | None = None) -> BaseVersionRead:
+    """Fingerprint the model at `source` and record it as `family:version`.
+
+    Every check runs before the first write, so a refused registration leaves nothing behind.
+    """
+    family_name, version = parse_base_ref(ref)
+    family = session.scalar(select(BaseFamily).where(BaseFamily.name == family_name))
+    if family is not None:
+        existing = session.scalar(
+            select(BaseVersion).where(BaseVersion.family_id == family.id, BaseVersion.version == version)
+        )
+        if existing is not None:
+            raise AlreadyExists(f"{ref} is already registered (from {existing.source_uri})")
+    parent_row = get_base_version(session, parent) if parent else None
+    if parent_row is not None and parent_row.family.name != family_name:
+        raise InvalidInput(f"parent {parent} is in another family than {ref}; parents evolve within a family")
+
+    resolved = resolve_source(source)
+    fp = fingerprint_model_dir(resolved.path)
+    if family is not None and family.architecture != fp.architecture:
+        raise InvalidInput(
+            f"family {family_name} holds {family.architecture} models; {source} is {fp.architecture}"
+        )
+    if family is None:
+        family = BaseFamily(name=family_name, architecture=fp.architecture)
+        session.add(family)
+        audit.record(session, "family.create", family_name, architecture=fp.architecture)
+
+    row = BaseVersion(
+        family=family,
+        version=version,
+        source_uri=resolved.uri,
+        revision=resolved.revision,
+        parent=parent_row,
+        model_type=fp.model_type,
+        arch_fingerprint=fp.arch_fingerprint,
+        tokenizer_fingerprint=fp.tokenizer_fingerprint,
+        config_digest=fp.config_digest,
+        weights_digest=fp.weights_digest,
+        num_parameters=fp.num_parameters,
+        tensor_table=fp.tensor_table(),
+        status="ready",
+    )
+    session.add(row)
+    session.flush()
+    audit.record(
+        session,
+        "base.register",
+        ref,
+        source=resolved.uri,
+        revision=resolved.revision,
+        parent=parent,
+        arch_fingerprint=fp.arch_fingerprint,
+        weights_digest=fp.weights_digest,
+    )
+    return to_read(row)
+
+
+def list_bases(session: Session, family: str | None = None) -> list[BaseVersionRead]:
+    stmt = (
+        select(BaseVersion).join(BaseFamily).order_by(BaseFamily.name, BaseVersion.created_at, BaseVersion.id)
+    )
+    if family is not None:
+        stmt = stmt.where(BaseVersion.family_id == get_family(session, family).id)
+    return [to_read(v) for v in session.scalars(stmt)]
+
+
+def show_base(session: Session, ref: str) -> BaseVersionDetail:
+    v = get_base_version(session, ref)
+    return BaseVersionDetail(**to_read(v).model_dump(), tensor_table=v.tensor_table)

@@ -1,0 +1,104 @@
+"""Datasets: validated JSONL stored as artifacts, readable until their `available_until` date.
+
+A dataset with `available_until = D` may be read through D - 1 (UTC) and never from D on: that
+is how data-use agreements end, and why porting without data matters.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+from pathlib import Path
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from registry.errors import AlreadyExists, DataUnavailable, InvalidInput
+from registry.jsonl import validate_jsonl
+from registry.models import Dataset, Domain
+from registry.schemas import DatasetRead
+from registry.services import artifacts, audit
+from registry.services.lookup import check_name, get_domain
+from registry.store import ArtifactStore
+
+MEDIA_TYPE = "application/jsonl"
+
+
+def today() -> date:
+    return datetime.now(UTC).date()
+
+
+def is_available(ds: Dataset, on: date | None = None) -> bool:
+    return ds.available_until is None or (on or today()) < ds.available_until
+
+
+def to_read(ds: Dataset) -> DatasetRead:
+    return DatasetRead(
+        domain=ds.domain.name,
+        name=ds.name,
+        role=ds.role,
+        digest=ds.artifact_digest,
+        size=ds.artifact.size,
+        rows=ds.rows,
+        available_until=ds.available_until,
+        available=is_available(ds),
+        created_at=ds.created_at,
+    )
+
+
+def add_dataset(
+    session: Session,
+    store: ArtifactStore,
+    domain: str,
+    name: str,
+    file: Path,
+    role: str,
+    available_until: date | None = None,
+) -> DatasetRead:
+    check_name("dataset name", name)
+    domain_row = get_domain(session, domain)
+    if session.scalar(select(Dataset.id).where(Dataset.domain_id == domain_row.id, Dataset.name == name)):
+        raise AlreadyExists(f"dataset {name!r} already exists in domain {domain!r}")
+    if available_until is not None and available_until <= today():
+        raise InvalidInput(
+            f"--available-until {available_until} is not in the future: the data could never be read"
+        )
+    rows = validate_jsonl(file, role)  # every row checked before the first byte is stored
+    blob = artifacts.store_file(session, store, Path(file), MEDIA_TYPE)
+    row = Dataset(
+        domain=domain_row,
+        name=name,
+        role=role,
+        artifact_digest=blob.digest,
+        rows=rows,
+        available_until=available_until,
+    )
+    session.add(row)
+    session.flush()
+    audit.record(
+        session,
+        "dataset.add",
+        f"{domain}/{name}",
+        role=role,
+        rows=rows,
+        digest=blob.digest,
+        available_until=available_until.isoformat() if available_until else None,
+    )
+    return to_read(row)
+
+
+def list_datasets(session: Session, domain: str | None = None) -> list[DatasetRead]:
+    stmt = select(Dataset).join(Domain).order_by(Domain.name, Dataset.name)
+    if domain is not None:
+        stmt = stmt.where(Dataset.domain_id == get_domain(session, domain).id)
+    return [to_read(d) for d in session.scalars(stmt)]
+
+
+def readable_path(session: Session, store: ArtifactStore, ds: Dataset) -> Path:
+    """The verified local file of a dataset, refused once its availability has ended."""
+    if not is_available(ds):
+        raise DataUnavailable(
+            f"dataset {ds.domain.name}/{ds.name} was available until {ds.available_until}; "
+            "it may no longer be read"
+        )
+    audit.record(session, "dataset.read", f"{ds.domain.name}/{ds.name}", digest=ds.artifact_digest)
+    return store.local_path(ds.artifact_digest)

@@ -1,0 +1,51 @@
+"""Where a base model's files come from: a local directory or `hf://org/name@revision`.
+
+Hub sources go through huggingface-hub's `snapshot_download`, which honours HF_HUB_OFFLINE and
+the local cache; the resolved commit is what gets recorded, never a moving branch name.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from registry.errors import InvalidInput, SourceUnavailable
+
+HF_PREFIX = "hf://"
+HF_PATTERNS = ["*.json", "*.safetensors", "*.model", "*.txt", "tokenizer*"]
+
+
+@dataclass(frozen=True)
+class ResolvedSource:
+    path: Path  # a local directory with the model's files
+    uri: str  # what to record: an absolute path, or hf://org/name@<commit>
+    revision: str | None  # the resolved commit for hub sources
+
+
+def resolve_source(source: str) -> ResolvedSource:
+    if source.startswith(HF_PREFIX):
+        return _resolve_hf(source[len(HF_PREFIX) :])
+    path = Path(source).expanduser().resolve()
+    if not path.exists():
+        raise InvalidInput(f"{source}: no such directory")
+    return ResolvedSource(path=path, uri=str(path), revision=None)
+
+
+def _resolve_hf(spec: str) -> ResolvedSource:
+    repo_id, _, revision = spec.partition("@")
+    if repo_id.count("/") != 1 or not all(repo_id.split("/")):
+        raise InvalidInput(f"invalid hub source hf://{spec}: expected hf://ORG/NAME[@REVISION]")
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
+
+    try:
+        path = Path(snapshot_download(repo_id=repo_id, revision=revision or None, allow_patterns=HF_PATTERNS))
+    except LocalEntryNotFoundError:
+        raise SourceUnavailable(
+            f"hf://{spec} is not in the local Hugging Face cache and the hub cannot be reached "
+            "(HF_HUB_OFFLINE or no network)"
+        ) from None
+    except (HfHubHTTPError, OSError, ValueError) as exc:
+        raise SourceUnavailable(f"cannot download hf://{spec}: {str(exc).splitlines()[0]}") from None
+    commit = path.name  # snapshot_download returns <cache>/snapshots/<commit sha>
+    return ResolvedSource(path=path, uri=f"{HF_PREFIX}{repo_id}@{commit}", revision=commit)

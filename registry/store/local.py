@@ -1,0 +1,126 @@
+"""Local-directory backend: `<root>/sha256/ab/abcdef…`, written atomically, read verified."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import tempfile
+from pathlib import Path
+from typing import TYPE_CHECKING, BinaryIO
+
+from registry.errors import CorruptArtifact, NotFound
+
+if TYPE_CHECKING:
+    from registry.store import StoredBlob
+
+CHUNK = 1 << 20
+_DIGEST = re.compile(r"^[0-9a-f]{64}$")
+
+
+def sha256_file(path: Path) -> str:
+    """Streamed sha256: never holds more than one chunk of a weight file in memory."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(CHUNK):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+class LocalStore:
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+
+    def _path(self, digest: str) -> Path:
+        if not _DIGEST.match(digest):
+            raise NotFound(f"not an artifact digest: {digest!r}")
+        return self.root / "sha256" / digest[:2] / digest
+
+    def put_file(self, path: Path) -> StoredBlob:
+        with open(path, "rb") as f:
+            return self.put_stream(f)
+
+    def put_stream(self, stream: BinaryIO) -> StoredBlob:
+        """Copy to a temp file while hashing, fsync, then rename into place (atomic on POSIX)."""
+        from registry.store import StoredBlob
+
+        tmp_dir = self.root / "tmp"
+        tmp_dir.mkdir(parents=True, exist_ok=True)
+        h, size = hashlib.sha256(), 0
+        fd, tmp_name = tempfile.mkstemp(dir=tmp_dir, prefix="upload-")
+        try:
+            with os.fdopen(fd, "wb") as out:
+                while chunk := stream.read(CHUNK):
+                    h.update(chunk)
+                    out.write(chunk)
+                    size += len(chunk)
+                out.flush()
+                os.fsync(out.fileno())
+            digest = h.hexdigest()
+            final = self._path(digest)
+            if final.exists():
+                os.unlink(tmp_name)
+                return StoredBlob(digest, size, created=False)
+            final.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(tmp_name, final)
+            _fsync_dir(final.parent)
+            return StoredBlob(digest, size, created=True)
+        except BaseException:
+            if os.path.exists(tmp_name):
+                os.unlink(tmp_name)
+            raise
+
+    def _verify(self, digest: str) -> Path:
+        path = self._path(digest)
+        if not path.exists():
+            raise NotFound(f"artifact {digest[:12]} is missing from the store at {self.root}")
+        actual = sha256_file(path)
+        if actual != digest:
+            raise CorruptArtifact(
+                f"artifact {digest[:12]} is corrupt (content hashes to {actual[:12]}); it will not be served"
+            )
+        return path
+
+    def open_verified(self, digest: str) -> BinaryIO:
+        """Hash the whole blob first, then hand it out: a corrupted blob is never served."""
+        return open(self._verify(digest), "rb")
+
+    def copy_to(self, digest: str, dest: Path) -> None:
+        """Copy out, hashing as we go; the destination appears only if the content matched."""
+        path = self._path(digest)
+        if not path.exists():
+            raise NotFound(f"artifact {digest[:12]} is missing from the store at {self.root}")
+        dest = Path(dest)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.")
+        try:
+            h = hashlib.sha256()
+            with open(path, "rb") as src, os.fdopen(fd, "wb") as out:
+                while chunk := src.read(CHUNK):
+                    h.update(chunk)
+                    out.write(chunk)
+            if h.hexdigest() != digest:
+                raise CorruptArtifact(f"artifact {digest[:12]} is corrupt; it will not be served")
+            os.replace(tmp_name, dest)
+        except BaseException:
+            if os.path.exists(tmp_name):
+                os.unlink(tmp_name)
+            raise
+
+    def exists(self, digest: str) -> bool:
+        return self._path(digest).exists()
+
+    def delete(self, digest: str) -> None:
+        self._path(digest).unlink(missing_ok=True)
+
+    def local_path(self, digest: str) -> Path:
+        """A verified path for readers that need a file (safetensors memory-maps its input)."""
+        return self._verify(digest)
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
