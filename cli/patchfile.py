@@ -1,0 +1,136 @@
+"""`patchreg export` and `patchreg patch inspect`: commands that work on a patch file directly.
+
+torch, transformers and the trainer package are imported inside the command bodies so that
+`patchreg --help` stays fast. TrainerError propagates; the root group turns it into one stderr line.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import click
+
+
+def _table(rows: list[list[str]], header: list[str]) -> list[str]:
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+    return [
+        "  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=True)).rstrip() for r in [header, *rows]
+    ]
+
+
+def _summary_json(path: Path, summary: Any) -> dict[str, Any]:
+    from trainer.errors import ConfigError
+    from trainer.patch.peft_export import peft_adapter_type
+
+    try:
+        adapter: str | None = peft_adapter_type(m.kind for m in summary.modules.values())
+    except ConfigError:
+        adapter = None
+    return {
+        "path": str(path),
+        "format_version": summary.format_version,
+        "method": summary.method,
+        "method_config": summary.method_config,
+        "metadata": summary.metadata,
+        "num_params": summary.num_params,
+        "peft_adapter": adapter,
+        "export_rank": summary.export_rank,
+        "modules": {
+            name: {
+                "kind": m.kind,
+                "tensors": {t: {"shape": list(i.shape), "dtype": i.dtype} for t, i in m.tensors.items()},
+                "rank": m.rank,
+                "scale": m.scale,
+                "num_params": m.num_params,
+            }
+            for name, m in summary.modules.items()
+        },
+    }
+
+
+@click.command("inspect")
+@click.argument("patch_file", metavar="PATCH.safetensors", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+def inspect_command(patch_file: Path, as_json: bool) -> None:
+    """Show a patch's method, config, format version and per-module deltas (header only)."""
+    from trainer.patch.io import read_patch_summary
+
+    info = _summary_json(patch_file, read_patch_summary(patch_file))
+    if as_json:
+        click.echo(json.dumps(info, indent=2, sort_keys=True))
+        return
+    peft = info["peft_adapter"] or "none (dense or mixed kinds; use --format merged)"
+    if info["peft_adapter"] == "LORA":
+        peft = f"LORA, max rank {info['export_rank']}"
+    head = [
+        ["patch", info["path"]],
+        ["method", info["method"]],
+        ["format", str(info["format_version"])],
+        ["config", json.dumps(info["method_config"], sort_keys=True)],
+        ["params", f"{info['num_params']:,}"],
+        ["peft", peft],
+    ]
+    for key, value in sorted(info["metadata"].items()):
+        head.append([key, value])
+    for key, value in head:
+        click.echo(f"{key:<8}{value}")
+    click.echo()
+    rows = []
+    for name, m in info["modules"].items():
+        tensors = " ".join(f"{t}[{','.join(map(str, i['shape']))}]" for t, i in m["tensors"].items())
+        extra = f"scale={m['scale']:g}" if m["scale"] is not None else ""
+        rank = "-" if m["rank"] is None else str(m["rank"])
+        rows.append([name, m["kind"], tensors, rank, f"{m['num_params']:,}", extra])
+    for line in _table(rows, ["MODULE", "KIND", "TENSORS", "RANK", "PARAMS", ""]):
+        click.echo(line)
+
+
+@click.command("export")
+@click.argument("patch_file", metavar="PATCH.safetensors", type=click.Path(dir_okay=False, path_type=Path))
+@click.option(
+    "--model", "model_dir", required=True, type=click.Path(path_type=Path), help="Base model directory."
+)
+@click.option("--format", "fmt", required=True, type=click.Choice(["peft", "merged"]), help="Output form.")
+@click.option(
+    "-o", "--out", "out_dir", required=True, type=click.Path(path_type=Path), help="New output dir."
+)
+@click.option("--base-name", default=None, help="base_model_name_or_path to record (default: --model).")
+@click.option("--revision", default=None, help="Base model revision to record in the PEFT config.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+def export_command(
+    patch_file: Path,
+    model_dir: Path,
+    fmt: str,
+    out_dir: Path,
+    base_name: str | None,
+    revision: str | None,
+    as_json: bool,
+) -> None:
+    """Export a patch as a PEFT adapter (LoRA / IA3) or as a merged standalone model."""
+    from trainer.errors import ConfigError
+    from trainer.patch.apply import check_compatible, merge_into_directory
+    from trainer.patch.io import load_patch
+    from trainer.patch.model_shapes import linear_shapes, meta_model
+    from trainer.patch.peft_export import export_peft, export_rank, peft_adapter_type
+
+    if not (model_dir / "config.json").is_file():
+        raise ConfigError(f"--model {model_dir} is not a model directory (no config.json)")
+    patch = load_patch(patch_file)
+    result: dict[str, Any] = {"format": fmt, "out": str(out_dir), "modules": len(patch.deltas)}
+    if fmt == "merged":
+        merge_into_directory(model_dir, patch, out_dir)
+    else:
+        adapter = peft_adapter_type(d.kind for d in patch.deltas.values())
+        meta = meta_model(model_dir)
+        check_compatible(meta, patch)
+        export_peft(patch, out_dir, base_name or str(model_dir), revision, module_shapes=linear_shapes(meta))
+        result.update(adapter=adapter, export_rank=export_rank(patch))
+    if as_json:
+        click.echo(json.dumps(result, indent=2, sort_keys=True))
+        return
+    what = "merged model" if fmt == "merged" else f"PEFT {result['adapter']} adapter"
+    if result.get("export_rank") is not None:
+        what += f" (max rank {result['export_rank']})"
+    click.echo(f"exported {what} with {result['modules']} modules to {out_dir}")
