@@ -159,3 +159,21 @@ def test_help_does_not_import_torch() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert "HEAVY []" in out
+
+
+def test_database_url_from_the_environment(
+    db_url: str, tmp_path: Path, make_tiny_model, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PATCHREG_DATABASE_URL", db_url)
+    monkeypatch.setenv("PATCHREG_STORE", str(tmp_path / "blobs"))
+    monkeypatch.setenv("PATCHREG_ACTOR", "ci-bot")
+    run = Patchreg(tmp_path / "unused-home", None)
+    run("base", "register", "tiny:v1", str(make_tiny_model()))
+    assert run.json("base", "list")[0]["ref"] == "tiny:v1"
+    assert run.json("audit")[0]["actor"] == "ci-bot"
+    data = tmp_path / "d.jsonl"
+    data.write_text('{"text": "x"}\n')
+    run("domain", "create", "d")
+    run("dataset", "add", "d", "n", str(data), "--role", "general")
+    assert any((tmp_path / "blobs" / "sha256").rglob("*"))
+    assert not (tmp_path / "unused-home" / "registry.db").exists()

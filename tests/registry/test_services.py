@@ -196,7 +196,7 @@ def test_blob_written_before_a_failure_is_removed(registry: Registry, tmp_path: 
     data = write_jsonl(tmp_path / "d.jsonl", ['{"text": "fresh content"}'])
     with transaction(registry.factory) as s:
         domains.create_domain(s, "medical")
-    with refused(registry, RuntimeError, "") as s:
+    with refused(registry, RuntimeError, "failed after storing") as s:
         datasets.add_dataset(s, registry.store, "medical", "d", data, "train")
         raise RuntimeError("the command failed after storing")
 
