@@ -6,6 +6,7 @@ import click
 
 from cli.context import AppContext, json_flag, pass_app
 from cli.output import emit, print_fields, print_table
+from cli.progress import byte_progress
 from registry.services import bases
 
 LIST_COLUMNS = [
@@ -36,8 +37,8 @@ def register(app: AppContext, ref: str, source: str, parent: str | None) -> None
     Reads config.json, the safetensors headers and the tokenizer files to fingerprint the model;
     weights are hashed in a stream, never loaded.
     """
-    with app.transaction() as session:
-        row = bases.register_base(session, ref, source, parent=parent)
+    with app.transaction() as session, byte_progress(f"hashing {ref}", not app.json_output) as progress:
+        row = bases.register_base(session, ref, source, parent=parent, on_progress=progress)
     emit(
         app.json_output,
         row,

@@ -13,6 +13,11 @@ from typing import Any
 import click
 
 
+def _wants_json(ctx: click.Context, flag: bool) -> bool:
+    """`--json` on the command, or the root group's global `--json` (its context has `json_output`)."""
+    return flag or bool(getattr(ctx.find_root().obj, "json_output", False))
+
+
 def _table(rows: list[list[str]], header: list[str]) -> list[str]:
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
     return [
@@ -53,12 +58,13 @@ def _summary_json(path: Path, summary: Any) -> dict[str, Any]:
 @click.command("inspect")
 @click.argument("patch_file", metavar="PATCH.safetensors", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
-def inspect_command(patch_file: Path, as_json: bool) -> None:
+@click.pass_context
+def inspect_command(ctx: click.Context, patch_file: Path, as_json: bool) -> None:
     """Show a patch's method, config, format version and per-module deltas (header only)."""
     from trainer.patch.io import read_patch_summary
 
     info = _summary_json(patch_file, read_patch_summary(patch_file))
-    if as_json:
+    if _wants_json(ctx, as_json):
         click.echo(json.dumps(info, indent=2, sort_keys=True))
         return
     peft = info["peft_adapter"] or "none (dense or mixed kinds; use --format merged)"
@@ -99,7 +105,9 @@ def inspect_command(patch_file: Path, as_json: bool) -> None:
 @click.option("--base-name", default=None, help="base_model_name_or_path to record (default: --model).")
 @click.option("--revision", default=None, help="Base model revision to record in the PEFT config.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@click.pass_context
 def export_command(
+    ctx: click.Context,
     patch_file: Path,
     model_dir: Path,
     fmt: str,
@@ -127,7 +135,7 @@ def export_command(
         check_compatible(meta, patch)
         export_peft(patch, out_dir, base_name or str(model_dir), revision, module_shapes=linear_shapes(meta))
         result.update(adapter=adapter, export_rank=export_rank(patch))
-    if as_json:
+    if _wants_json(ctx, as_json):
         click.echo(json.dumps(result, indent=2, sort_keys=True))
         return
     what = "merged model" if fmt == "merged" else f"PEFT {result['adapter']} adapter"

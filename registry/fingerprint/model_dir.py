@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -105,7 +106,10 @@ def tokenizer_fingerprint(model_dir: Path) -> str | None:
     return _sha(_canonical(parts))
 
 
-def fingerprint_model_dir(model_dir: Path) -> ModelFingerprint:
+def fingerprint_model_dir(
+    model_dir: Path, on_progress: Callable[[int, int], None] | None = None
+) -> ModelFingerprint:
+    """Fingerprint a saved model; `on_progress(done_bytes, total_bytes)` follows the weight hashing."""
     model_dir = Path(model_dir)
     if not model_dir.is_dir():
         raise InvalidInput(f"{model_dir}: not a directory")
@@ -117,15 +121,24 @@ def fingerprint_model_dir(model_dir: Path) -> ModelFingerprint:
         raise MalformedFile(f"{config_path.name}: has no model_type")
     architectures = config.get("architectures") or [config["model_type"]]
 
+    files = weight_files(model_dir)
+    total, done = sum(f.stat().st_size for f in files), 0
+
+    def advance(n: int) -> None:
+        nonlocal done
+        done += n
+        if on_progress is not None:
+            on_progress(done, total)
+
     tensors: dict[str, TensorInfo] = {}
     weights_hash = hashlib.sha256()
-    for path in weight_files(model_dir):
+    for path in files:
         file_tensors, _ = read_safetensors_header(path)
         duplicated = tensors.keys() & file_tensors.keys()
         if duplicated:
             raise MalformedFile(f"{path.name}: tensor {sorted(duplicated)[0]!r} appears in two weight files")
         tensors.update(file_tensors)
-        weights_hash.update(f"{path.name}:{sha256_file(path)}\n".encode())
+        weights_hash.update(f"{path.name}:{sha256_file(path, advance)}\n".encode())
 
     table = tensor_table(tensors)
     stable_config = {k: v for k, v in config.items() if k not in VOLATILE_CONFIG_KEYS}

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -34,7 +36,13 @@ def to_read(v: BaseVersion) -> BaseVersionRead:
     )
 
 
-def register_base(session: Session, ref: str, source: str, parent: str | None = None) -> BaseVersionRead:
+def register_base(
+    session: Session,
+    ref: str,
+    source: str,
+    parent: str | None = None,
+    on_progress: Callable[[int, int], None] | None = None,
+) -> BaseVersionRead:
     """Fingerprint the model at `source` and record it as `family:version`.
 
     Every check runs before the first write, so a refused registration leaves nothing behind.
@@ -52,7 +60,7 @@ def register_base(session: Session, ref: str, source: str, parent: str | None = 
         raise InvalidInput(f"parent {parent} is in another family than {ref}; parents evolve within a family")
 
     resolved = resolve_source(source)
-    fp = fingerprint_model_dir(resolved.path)
+    fp = fingerprint_model_dir(resolved.path, on_progress)
     if family is not None and family.architecture != fp.architecture:
         raise InvalidInput(
             f"family {family_name} holds {family.architecture} models; {source} is {fp.architecture}"

@@ -146,3 +146,11 @@ def test_directory_without_config_or_weights(tmp_path: Path, tiny_model_dir: Pat
     shutil.copy(tiny_model_dir / "config.json", tmp_path / "config.json")
     with pytest.raises(InvalidInput, match="no safetensors weights"):
         fingerprint_model_dir(tmp_path)
+
+
+def test_progress_follows_the_weight_hashing(tiny_model_dir: Path) -> None:
+    calls: list[tuple[int, int]] = []
+    fingerprint_model_dir(tiny_model_dir, on_progress=lambda done, total: calls.append((done, total)))
+    size = (tiny_model_dir / "model.safetensors").stat().st_size
+    assert calls and calls[-1] == (size, size)
+    assert [d for d, _ in calls] == sorted(d for d, _ in calls)
