@@ -69,10 +69,19 @@ def cli(ctx: click.Context, home: Path | None, db_url: str | None, json_output: 
 
 
 def _register() -> None:
-    from cli import audit, base, dataset, db, demo, domain
+    from cli import audit, base, dataset, db, demo, domain, patch, patchfile
 
-    for group in (db.db, base.base, domain.domain, dataset.dataset, audit.audit, demo.demo):
-        cli.add_command(group)
+    for command in (
+        db.db,
+        base.base,
+        domain.domain,
+        dataset.dataset,
+        patch.patch,
+        patchfile.export_command,
+        audit.audit,
+        demo.demo,
+    ):
+        cli.add_command(command)
 
 
 _register()

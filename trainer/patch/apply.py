@@ -1,0 +1,189 @@
+"""Apply a patch to a loaded model in place, revert it exactly, and merge it into a saved model.
+
+Revert restores saved copies of what was touched instead of subtracting the delta: in bf16,
+(W + D) - D != W, and a registry that hot-swaps patches must get the base back bit for bit.
+"""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from trainer.errors import IncompatibleModel
+from trainer.patch._atomic import atomic_output_dir, ensure_output_dir_free
+from trainer.patch.types import Columns, Delta, Dense, LowRank, Patch, Rows, Scale
+
+TOKENIZER_FILES = frozenset(
+    {
+        "tokenizer.json",
+        "tokenizer_config.json",
+        "special_tokens_map.json",
+        "tokenizer.model",
+        "added_tokens.json",
+        "vocab.json",
+        "vocab.txt",
+        "merges.txt",
+        "chat_template.jinja",
+        "chat_template.json",
+    }
+)
+
+
+def _expected_weight(delta: Delta) -> str:
+    """The weight shape a delta needs, as text for error messages ('?' = any size)."""
+    if isinstance(delta, LowRank):
+        return f"[{delta.B.shape[0]}, {delta.A.shape[1]}]"
+    if isinstance(delta, Dense):
+        return f"[{delta.delta.shape[0]}, {delta.delta.shape[1]}]"
+    if isinstance(delta, Scale):
+        return f"[{delta.s.shape[0]}, ?]"
+    if isinstance(delta, Columns):
+        return f"[{delta.values.shape[0]}, >{int(delta.idx.max())}]"
+    return f"[>{int(delta.idx.max())}, {delta.values.shape[1]}]"
+
+
+def _fits(delta: Delta, out_features: int, in_features: int) -> bool:
+    if isinstance(delta, LowRank):
+        return tuple(delta.B.shape[:1]) + tuple(delta.A.shape[1:]) == (out_features, in_features)
+    if isinstance(delta, Dense):
+        return tuple(delta.delta.shape) == (out_features, in_features)
+    if isinstance(delta, Scale):
+        return delta.s.shape[0] == out_features
+    if isinstance(delta, Columns):
+        return delta.values.shape[0] == out_features and int(delta.idx.max()) < in_features
+    return delta.values.shape[1] == in_features and int(delta.idx.max()) < out_features
+
+
+def check_compatible(model: nn.Module, patch: Patch) -> dict[str, nn.Linear]:
+    """Map each patched module name to its nn.Linear, or raise IncompatibleModel naming the first
+    mismatch (module, expected, found). Works on meta-device models too: only shapes are read."""
+    named = dict(model.named_modules())
+    found: dict[str, nn.Linear] = {}
+    for name, delta in sorted(patch.deltas.items()):
+        module = named.get(name)
+        if not isinstance(module, nn.Linear):
+            found_type = "none" if module is None else type(module).__name__
+            raise IncompatibleModel(
+                f"module '{name}': patch ({delta.kind}) expects an nn.Linear, model has {found_type}"
+            )
+        out_features, in_features = module.weight.shape
+        if not _fits(delta, out_features, in_features):
+            raise IncompatibleModel(
+                f"module '{name}': patch ({delta.kind}) expects weight {_expected_weight(delta)}, "
+                f"model has [{out_features}, {in_features}]"
+            )
+        found[name] = module
+    return found
+
+
+@dataclass
+class _Saved:
+    """What one module looked like before the patch: a whole weight, or the touched slice."""
+
+    module: nn.Linear
+    weight: torch.Tensor
+    idx: torch.Tensor | None = None  # set for columns/rows: `weight` holds only those slices
+    axis: int = 0  # 1 for columns, 0 for rows
+    bias: torch.Tensor | None = None  # set for scale when the layer has a bias
+
+    def restore(self) -> None:
+        w = self.module.weight
+        if self.idx is None:
+            w.copy_(self.weight)
+        else:
+            w.index_copy_(self.axis, self.idx, self.weight)
+        if self.bias is not None:
+            self.module.bias.copy_(self.bias)
+
+
+class AppliedPatch:
+    """Handle returned by `apply_patch`; `revert()` (or leaving a `with` block) undoes it exactly."""
+
+    def __init__(self, saved: list[_Saved]) -> None:
+        self._saved = saved
+
+    @property
+    def active(self) -> bool:
+        return bool(self._saved)
+
+    @torch.no_grad()
+    def revert(self) -> None:
+        """Restore every touched weight bit for bit; a second call does nothing."""
+        for item in reversed(self._saved):
+            item.restore()
+        self._saved = []
+
+    def __enter__(self) -> AppliedPatch:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.revert()
+
+
+def _apply_one(module: nn.Linear, delta: Delta) -> _Saved:
+    """Add one delta: arithmetic in fp32, result cast back to the weight's dtype."""
+    w = module.weight
+    dev, dtype = w.device, w.dtype
+    if isinstance(delta, Columns | Rows):
+        axis = 1 if isinstance(delta, Columns) else 0
+        idx = delta.idx.to(device=dev, dtype=torch.int64)
+        original = w.index_select(axis, idx)
+        updated = original.float() + delta.values.to(device=dev, dtype=torch.float32)
+        w.index_copy_(axis, idx, updated.to(dtype))
+        return _Saved(module, original, idx=idx, axis=axis)
+    saved = _Saved(module, w.detach().clone())
+    if isinstance(delta, LowRank):
+        a = delta.A.to(device=dev, dtype=torch.float32)
+        b = delta.B.to(device=dev, dtype=torch.float32)
+        w.copy_((w.float() + delta.scale * (b @ a)).to(dtype))
+    elif isinstance(delta, Dense):
+        w.copy_((w.float() + delta.delta.to(device=dev, dtype=torch.float32)).to(dtype))
+    else:
+        s = delta.s.to(device=dev, dtype=torch.float32)
+        w.copy_((s[:, None] * w.float()).to(dtype))
+        if module.bias is not None:
+            saved.bias = module.bias.detach().clone()
+            module.bias.copy_((s * module.bias.float()).to(module.bias.dtype))
+    return saved
+
+
+@torch.no_grad()
+def apply_patch(model: nn.Module, patch: Patch) -> AppliedPatch:
+    """Add `patch` to `model`'s Linear weights in place and return a handle that can revert it.
+
+    Compatibility is checked for every module before any weight changes, so a mismatch leaves the
+    model untouched.
+    """
+    modules = check_compatible(model, patch)
+    saved: list[_Saved] = []
+    try:
+        for name, delta in sorted(patch.deltas.items()):
+            saved.append(_apply_one(modules[name], delta))
+    except BaseException:
+        AppliedPatch(saved).revert()
+        raise
+    return AppliedPatch(saved)
+
+
+def merge_into_directory(model_dir: Path | str, patch: Patch, out_dir: Path | str) -> Path:
+    """Write base + patch as a standalone model (safetensors, same dtype as saved, tokenizer copied).
+
+    The result is built in a temp directory beside `out_dir` and renamed into place at the end; an
+    existing non-empty `out_dir` is refused.
+    """
+    from transformers import AutoModelForCausalLM
+
+    model_dir, out_dir = Path(model_dir), Path(out_dir)
+    ensure_output_dir_free(out_dir)
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype="auto")
+    apply_patch(model, patch)
+    with atomic_output_dir(out_dir) as tmp:
+        model.save_pretrained(tmp, safe_serialization=True)
+        for file in sorted(model_dir.iterdir()):
+            if file.is_file() and file.name in TOKENIZER_FILES:
+                shutil.copy2(file, tmp / file.name)
+    return out_dir

@@ -1,0 +1,182 @@
+"""Export a patch as a PEFT adapter directory that `PeftModel.from_pretrained` (and vLLM) can load.
+
+lowrank -> LoRA with alpha / r == scale. columns/rows -> LoRA exactly, one side being a one-hot
+selector (rank k, alpha = k, so the scale is 1). scale -> IA3 on outputs (`feedforward_modules=[]`).
+dense has no adapter form. `target_modules` lists full module names, so PEFT attaches adapters only
+where the patch has deltas (short names such as "o_proj" would match every layer).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from trainer.errors import ConfigError
+from trainer.patch._atomic import atomic_output_dir
+from trainer.patch.types import Columns, Delta, LowRank, Patch, Rows, Scale
+
+LORA_KINDS = frozenset({"lowrank", "columns", "rows"})
+DENSE_MESSAGE = "dense patches (full fine-tuning) have no PEFT form; export --format merged instead"
+PREFIX = "base_model.model."
+
+
+def lora_export_rank(kinds_and_ranks: Iterable[tuple[str, int | None]]) -> int | None:
+    """Max LoRA rank over (kind, rank) pairs, or None when the export would not be LoRA."""
+    pairs = list(kinds_and_ranks)
+    if not pairs or any(kind not in LORA_KINDS for kind, _ in pairs):
+        return None
+    return max(int(rank) for _, rank in pairs if rank is not None)
+
+
+def _rank(delta: Delta) -> int | None:
+    if isinstance(delta, LowRank):
+        return int(delta.A.shape[0])
+    if isinstance(delta, Columns | Rows):
+        return int(delta.idx.shape[0])
+    return None
+
+
+def export_rank(patch: Patch) -> int | None:
+    """The largest LoRA rank `export_peft` would write (vLLM's `max_lora_rank` must cover it);
+    None for IA3 (scale) and for patches that have no LoRA export (dense, mixed with scale)."""
+    return lora_export_rank((d.kind, _rank(d)) for d in patch.deltas.values())
+
+
+def peft_adapter_type(kinds: Iterable[str]) -> str:
+    """ "LORA" or "IA3" for a patch with these delta kinds; ConfigError when none fits."""
+    kinds = set(kinds)
+    if "dense" in kinds:
+        raise ConfigError(DENSE_MESSAGE)
+    if kinds == {"scale"}:
+        return "IA3"
+    if kinds <= LORA_KINDS:
+        return "LORA"
+    raise ConfigError(
+        "patch mixes scale deltas (PEFT IA3) with lowrank/columns/rows deltas (PEFT LoRA); "
+        "one PEFT adapter has one type, so export --format merged instead"
+    )
+
+
+def _one_hot(idx: torch.Tensor, size: int, dtype: torch.dtype) -> torch.Tensor:
+    """[k, size] with row j selecting idx[j]."""
+    out = torch.zeros(idx.shape[0], size, dtype=dtype)
+    out[torch.arange(idx.shape[0]), idx.to(torch.int64).cpu()] = 1
+    return out
+
+
+def _lora_pair(
+    name: str, delta: Delta, shapes: Mapping[str, tuple[int, int]] | None
+) -> tuple[torch.Tensor, torch.Tensor, int, float]:
+    """(lora_A [r,in], lora_B [out,r], r, alpha) for one module."""
+    if isinstance(delta, LowRank):
+        r = int(delta.A.shape[0])
+        return delta.A.detach().cpu(), delta.B.detach().cpu(), r, float(delta.scale) * r
+    assert isinstance(delta, Columns | Rows)
+    if shapes is None or name not in shapes:
+        raise ConfigError(
+            f"module '{name}': exporting a {delta.kind} delta needs the base weight shape to build its "
+            "one-hot selector; pass module_shapes (the CLI reads them from --model)"
+        )
+    out_features, in_features = shapes[name]
+    values = delta.values.detach().cpu()
+    k = int(delta.idx.shape[0])
+    if isinstance(delta, Columns):
+        return _one_hot(delta.idx, in_features, values.dtype), values, k, float(k)
+    return values, _one_hot(delta.idx, out_features, values.dtype).T, k, float(k)
+
+
+def _pattern_owner(patterns: Iterable[str], name: str) -> str | None:
+    """The first pattern key that PEFT's `get_pattern_key` would pick for `name`."""
+    for key in patterns:
+        if re.match(rf"(.*\.)?({key})$", name):
+            return key
+    return None
+
+
+def _lora(patch: Patch, shapes: Mapping[str, tuple[int, int]] | None) -> tuple[dict, dict[str, Any]]:
+    tensors: dict[str, torch.Tensor] = {}
+    settings: dict[str, tuple[int, int | float]] = {}
+    for name, delta in sorted(patch.deltas.items()):
+        a, b, r, alpha = _lora_pair(name, delta, shapes)
+        tensors[f"{PREFIX}{name}.lora_A.weight"] = a.contiguous()
+        tensors[f"{PREFIX}{name}.lora_B.weight"] = b.contiguous()
+        settings[name] = (r, int(alpha) if float(alpha).is_integer() else alpha)
+    # The most common (r, alpha) is the default; the rest go to the patterns. With one scale across
+    # modules the default alpha/r is right everywhere, which matters for servers that ignore patterns.
+    r0, alpha0 = Counter(settings.values()).most_common(1)[0][0]
+    rank_pattern = {n: r for n, (r, _) in settings.items() if r != r0}
+    alpha_pattern = {n: a for n, (_, a) in settings.items() if a != alpha0}
+    for pattern in (rank_pattern, alpha_pattern):
+        for name in settings:
+            owner = _pattern_owner(pattern, name)
+            if owner not in (None, name):
+                raise ConfigError(f"module '{name}' would take the PEFT rank/alpha pattern of '{owner}'")
+    config = {
+        "peft_type": "LORA",
+        "r": r0,
+        "lora_alpha": alpha0,
+        "rank_pattern": rank_pattern,
+        "alpha_pattern": alpha_pattern,
+        "lora_dropout": 0.0,
+        "bias": "none",
+        "fan_in_fan_out": False,
+        "use_rslora": False,
+        "use_dora": False,
+        "init_lora_weights": True,
+        "layers_to_transform": None,
+        "layers_pattern": None,
+    }
+    return tensors, config
+
+
+def _ia3(patch: Patch) -> tuple[dict, dict[str, Any]]:
+    tensors = {}
+    for name, delta in sorted(patch.deltas.items()):
+        assert isinstance(delta, Scale)
+        tensors[f"{PREFIX}{name}.ia3_l"] = (
+            delta.s.detach().cpu().to(torch.float32).reshape(-1, 1).contiguous()
+        )
+    config = {
+        "peft_type": "IA3",
+        "feedforward_modules": [],
+        "fan_in_fan_out": False,
+        "init_ia3_weights": True,
+    }
+    return tensors, config
+
+
+def export_peft(
+    patch: Patch,
+    out_dir: Path | str,
+    base_model_name_or_path: str,
+    revision: str | None = None,
+    *,
+    module_shapes: Mapping[str, tuple[int, int]] | None = None,
+) -> Path:
+    """Write `adapter_config.json` + `adapter_model.safetensors` into a new directory, atomically.
+
+    `module_shapes` ({module: (out, in)}) is needed only for columns/rows deltas, whose one-hot
+    selector spans the full weight dimension that the patch itself does not record.
+    """
+    from safetensors.torch import save_file
+
+    adapter_type = peft_adapter_type(d.kind for d in patch.deltas.values())
+    tensors, config = _ia3(patch) if adapter_type == "IA3" else _lora(patch, module_shapes)
+    config.update(
+        task_type="CAUSAL_LM",
+        target_modules=sorted(patch.deltas),
+        modules_to_save=None,
+        base_model_name_or_path=base_model_name_or_path,
+        revision=revision,
+        inference_mode=True,
+    )
+    with atomic_output_dir(out_dir) as tmp:
+        save_file(tensors, str(tmp / "adapter_model.safetensors"), metadata={"format": "pt"})
+        (tmp / "adapter_config.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+    return Path(out_dir)
