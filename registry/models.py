@@ -16,6 +16,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
@@ -150,6 +151,15 @@ class Patch(Base):
         CheckConstraint(_in("origin", PATCH_ORIGINS), name="origin"),
         CheckConstraint(_in("status", PATCH_STATUSES), name="status"),
         Index("ix_patches_resolve", "domain_id", "base_version_id", "status"),
+        # One ported copy per (source, target base), even when two workers race to make it.
+        Index(
+            "uq_patches_port",
+            "parent_id",
+            "base_version_id",
+            unique=True,
+            sqlite_where=text("origin = 'ported'"),
+            postgresql_where=text("origin = 'ported'"),
+        ),
     )
 
     id: Mapped[str] = mapped_column(String(12), primary_key=True, default=short_id)
@@ -170,6 +180,7 @@ class Patch(Base):
     domain: Mapped[Domain] = relationship()
     base_version: Mapped[BaseVersion] = relationship()
     artifact: Mapped[Artifact] = relationship()
+    train_dataset: Mapped[Dataset | None] = relationship()
     parent: Mapped[Patch | None] = relationship(remote_side=[id])
 
 

@@ -76,3 +76,55 @@ class AuditEventRead(Schema):
     action: str
     subject: str
     detail: dict[str, Any]
+
+
+class PatchRead(Schema):
+    id: str
+    domain: str
+    base: str
+    method: str
+    method_config: dict[str, Any]
+    digest: str
+    size: int
+    trainable_params: int
+    origin: str
+    parent_id: str | None
+    train_dataset: str | None  # "domain/name"
+    train_dataset_digest: str | None
+    job_id: str | None
+    status: str
+    metrics: dict[str, Any]
+    created_at: datetime
+
+
+class Reason(Schema):
+    """One finding of a compatibility check: machine-readable fields plus a sentence for people."""
+
+    code: str
+    severity: str  # "error" makes the verdict incompatible; "info" does not
+    message: str
+    module: str | None = None
+    expected: Any = None
+    found: Any = None
+
+
+class VerdictRead(Schema):
+    patch_id: str
+    base: str
+    source_base: str
+    verdict: str
+    reasons: list[Reason]
+    export_rank: int | None
+    portability: dict[str, Any] | None
+    checked_at: datetime
+
+
+class LineageNode(Schema):
+    patch: PatchRead
+    verdict: str | None  # the compatibility verdict on its own base, for ported patches
+    children: list[LineageNode]
+
+
+class Lineage(Schema):
+    focus: str  # the patch that was asked about
+    root: LineageNode

@@ -194,6 +194,13 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f("ix_patches_base_version_id"), ["base_version_id"], unique=False)
         batch_op.create_index(batch_op.f("ix_patches_parent_id"), ["parent_id"], unique=False)
         batch_op.create_index("ix_patches_resolve", ["domain_id", "base_version_id", "status"], unique=False)
+        batch_op.create_index(
+            "uq_patches_port",
+            ["parent_id", "base_version_id"],
+            unique=True,
+            sqlite_where=sa.text("origin = 'ported'"),
+            postgresql_where=sa.text("origin = 'ported'"),
+        )
 
     op.create_table(
         "aliases",
@@ -271,6 +278,7 @@ def downgrade() -> None:
     op.drop_table("compat_verdicts")
     op.drop_table("aliases")
     with op.batch_alter_table("patches", schema=None) as batch_op:
+        batch_op.drop_index("uq_patches_port")
         batch_op.drop_index("ix_patches_resolve")
         batch_op.drop_index(batch_op.f("ix_patches_parent_id"))
         batch_op.drop_index(batch_op.f("ix_patches_base_version_id"))

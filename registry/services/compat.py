@@ -1,0 +1,133 @@
+"""Compatibility verdicts: does a patch fit a base version, and if not, exactly why.
+
+Decided from fingerprints alone (tensor tables, model type, tokenizer), never from weights, so
+the API can answer it without torch. Portability statistics, which need weights, are attached
+by the trainer side through `record_portability`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from registry.db import utcnow
+from registry.models import BaseVersion, CompatVerdict, Patch
+from registry.patchfile import PatchHeader, read_patch_header
+from registry.schemas import Reason, VerdictRead
+from registry.services import audit
+from registry.services.lookup import base_ref, get_base_version, get_patch
+from registry.store import ArtifactStore
+
+
+def patch_header(store: ArtifactStore, patch: Patch) -> PatchHeader:
+    return read_patch_header(store.local_path(patch.artifact_digest))
+
+
+def find_reasons(header: PatchHeader, source: BaseVersion, target: BaseVersion) -> list[Reason]:
+    reasons: list[Reason] = []
+    if source.model_type != target.model_type:
+        reasons.append(
+            Reason(
+                code="model_type_mismatch",
+                severity="error",
+                message=f"the patch is for {source.model_type}, {base_ref(target)} is {target.model_type}",
+                expected=source.model_type,
+                found=target.model_type,
+            )
+        )
+    source_shapes = {n: s for n, s, _ in source.tensor_table}
+    target_shapes = {n: s for n, s, _ in target.tensor_table}
+    for module in sorted(header.modules):
+        expected, found = source_shapes.get(f"{module}.weight"), target_shapes.get(f"{module}.weight")
+        if found is None:
+            reasons.append(
+                Reason(
+                    code="module_missing",
+                    severity="error",
+                    message=f"{module} does not exist in {base_ref(target)}",
+                    module=module,
+                    expected=expected,
+                )
+            )
+        elif expected != found:
+            reasons.append(
+                Reason(
+                    code="shape_mismatch",
+                    severity="error",
+                    message=(
+                        f"{module} is {_shape(found)} in {base_ref(target)}; patch needs {_shape(expected)}"
+                    ),
+                    module=module,
+                    expected=expected,
+                    found=found,
+                )
+            )
+    touched = sorted(m for m, info in header.modules.items() if info.touches_embeddings)
+    if touched and source.tokenizer_fingerprint != target.tokenizer_fingerprint:
+        reasons.append(
+            Reason(
+                code="tokenizer_changed",
+                severity="error",
+                message=(
+                    f"the patch changes {', '.join(touched)} and {base_ref(target)} has another tokenizer "
+                    "than the patch's base: token ids no longer mean the same"
+                ),
+                module=touched[0],
+                expected=source.tokenizer_fingerprint,
+                found=target.tokenizer_fingerprint,
+            )
+        )
+    return reasons
+
+
+def _shape(shape: Any) -> str:
+    return "×".join(map(str, shape)) if shape else "absent"
+
+
+def check_compat(session: Session, store: ArtifactStore, patch_id: str, base: str) -> VerdictRead:
+    """Compute and record the verdict of `patch_id` on `base` (recomputed on every call)."""
+    patch = get_patch(session, patch_id)
+    target = get_base_version(session, base)
+    header = patch_header(store, patch)
+    reasons = find_reasons(header, patch.base_version, target)
+    verdict = "incompatible" if any(r.severity == "error" for r in reasons) else "compatible"
+    row = session.get(CompatVerdict, (patch.id, target.id))
+    if row is None:
+        row = CompatVerdict(patch_id=patch.id, base_version_id=target.id)
+        session.add(row)
+    row.verdict = verdict
+    row.reasons = [r.model_dump(mode="json") for r in reasons]
+    row.export_rank = header.export_rank
+    row.checked_at = utcnow()
+    session.flush()
+    audit.record(session, "compat.check", patch.id, base=base, verdict=verdict, reasons=len(reasons))
+    return to_read(row, patch, target)
+
+
+def record_portability(session: Session, patch_id: str, base: str, stats: dict[str, Any]) -> None:
+    patch, target = get_patch(session, patch_id), get_base_version(session, base)
+    row = session.get(CompatVerdict, (patch.id, target.id))
+    if row is None:
+        raise ValueError("check compatibility before recording portability statistics")
+    row.portability = stats
+    session.flush()
+
+
+def get_verdict(session: Session, patch_id: str, base: str) -> VerdictRead | None:
+    patch, target = get_patch(session, patch_id), get_base_version(session, base)
+    row = session.get(CompatVerdict, (patch.id, target.id))
+    return to_read(row, patch, target) if row else None
+
+
+def to_read(row: CompatVerdict, patch: Patch, target: BaseVersion) -> VerdictRead:
+    return VerdictRead(
+        patch_id=patch.id,
+        base=base_ref(target),
+        source_base=base_ref(patch.base_version),
+        verdict=row.verdict,
+        reasons=[Reason(**r) for r in row.reasons],
+        export_rank=row.export_rank,
+        portability=row.portability,
+        checked_at=row.checked_at,
+    )

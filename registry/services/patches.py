@@ -1,0 +1,153 @@
+"""Patches: register a patch file against a base version, list, show."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from registry.errors import InvalidInput
+from registry.models import PATCH_ORIGINS, PATCH_STATUSES, BaseVersion, Dataset, Domain, Patch
+from registry.patchfile import PatchHeader, PatchModule, read_patch_header
+from registry.schemas import PatchRead
+from registry.services import artifacts, audit
+from registry.services.lookup import base_ref, get_base_version, get_domain, get_patch
+from registry.store import ArtifactStore
+
+MEDIA_TYPE = "application/vnd.patchreg.patch+safetensors"
+
+
+def to_read(p: Patch) -> PatchRead:
+    ds: Dataset | None = p.train_dataset
+    return PatchRead(
+        id=p.id,
+        domain=p.domain.name,
+        base=base_ref(p.base_version),
+        method=p.method,
+        method_config=p.method_config,
+        digest=p.artifact_digest,
+        size=p.artifact.size,
+        trainable_params=p.trainable_params,
+        origin=p.origin,
+        parent_id=p.parent_id,
+        train_dataset=f"{ds.domain.name}/{ds.name}" if ds else None,
+        train_dataset_digest=ds.artifact_digest if ds else None,
+        job_id=p.job_id,
+        status=p.status,
+        metrics=p.metrics,
+        created_at=p.created_at,
+    )
+
+
+def _expected_weight(module: PatchModule) -> tuple[int | None, int | None]:
+    """(out, in) of the weight a module's tensors imply; None where the file cannot tell."""
+    t = module.tensors
+    if module.kind == "lowrank":
+        return t["B"].shape[0], t["A"].shape[-1]
+    if module.kind == "columns":
+        return t["values"].shape[0], None
+    if module.kind == "rows":
+        return None, t["values"].shape[-1]
+    if module.kind == "scale":
+        return t["s"].shape[0], None
+    out_dim, in_dim = t["delta"].shape
+    return out_dim, in_dim
+
+
+def misfits(header: PatchHeader, base: BaseVersion) -> list[str]:
+    """Why a patch's tensors cannot belong to `base` (empty when they can)."""
+    shapes = {name: tuple(shape) for name, shape, _ in base.tensor_table}
+    problems = []
+    for name, module in header.modules.items():
+        weight = shapes.get(f"{name}.weight")
+        if weight is None or len(weight) != 2:
+            problems.append(f"module {name} is not a linear layer of {base_ref(base)}")
+            continue
+        out_dim, in_dim = weight
+        expected = _expected_weight(module)
+        if (expected[0] not in (None, out_dim)) or (expected[1] not in (None, in_dim)):
+            shown = "×".join("?" if d is None else str(d) for d in expected)
+            problems.append(
+                f"module {name} expects a {shown} weight, {base_ref(base)} has {out_dim}×{in_dim}"
+            )
+    return problems
+
+
+def register_patch(
+    session: Session,
+    store: ArtifactStore,
+    domain: str,
+    base: str,
+    file: Path,
+    origin: str,
+    *,
+    parent_id: str | None = None,
+    train_dataset_id: int | None = None,
+    job_id: str | None = None,
+    metrics: dict[str, Any] | None = None,
+) -> PatchRead:
+    """Check the file is a patch that fits `base`, store it, and record it as a candidate."""
+    if origin not in PATCH_ORIGINS:
+        raise InvalidInput(f"invalid origin {origin!r}: expected one of {', '.join(PATCH_ORIGINS)}")
+    domain_row = get_domain(session, domain)
+    version = get_base_version(session, base)
+    parent = get_patch(session, parent_id) if parent_id else None
+    header = read_patch_header(Path(file))
+    problems = misfits(header, version)
+    if problems:
+        raise InvalidInput(
+            f"patch does not fit {base}: {problems[0]}"
+            + (f" (+{len(problems) - 1} more)" if len(problems) > 1 else "")
+        )
+    blob = artifacts.store_file(session, store, Path(file), MEDIA_TYPE)
+    row = Patch(
+        domain=domain_row,
+        base_version=version,
+        method=header.method,
+        method_config=header.method_config,
+        artifact_digest=blob.digest,
+        trainable_params=header.num_params,
+        origin=origin,
+        parent=parent,
+        train_dataset_id=train_dataset_id,
+        job_id=job_id,
+        status="candidate",
+        metrics=metrics or {},
+    )
+    session.add(row)
+    session.flush()
+    audit.record(
+        session, f"patch.{origin}", row.id, domain=domain, base=base, method=header.method, digest=blob.digest
+    )
+    return to_read(row)
+
+
+def list_patches(
+    session: Session, domain: str | None = None, base: str | None = None, status: str | None = None
+) -> list[PatchRead]:
+    stmt = select(Patch).join(Domain).order_by(Domain.name, Patch.created_at, Patch.id)
+    if domain is not None:
+        stmt = stmt.where(Patch.domain_id == get_domain(session, domain).id)
+    if base is not None:
+        stmt = stmt.where(Patch.base_version_id == get_base_version(session, base).id)
+    if status is not None:
+        if status not in PATCH_STATUSES:
+            raise InvalidInput(f"invalid status {status!r}: expected one of {', '.join(PATCH_STATUSES)}")
+        stmt = stmt.where(Patch.status == status)
+    return [to_read(p) for p in session.scalars(stmt)]
+
+
+def show_patch(session: Session, patch_id: str) -> PatchRead:
+    return to_read(get_patch(session, patch_id))
+
+
+def set_status(session: Session, patch_id: str, status: str, reason: str) -> PatchRead:
+    if status not in PATCH_STATUSES:
+        raise InvalidInput(f"invalid status {status!r}: expected one of {', '.join(PATCH_STATUSES)}")
+    patch = get_patch(session, patch_id)
+    previous, patch.status = patch.status, status
+    session.flush()
+    audit.record(session, "patch.status", patch.id, status=status, previous=previous, reason=reason)
+    return to_read(patch)
