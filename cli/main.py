@@ -69,7 +69,7 @@ def cli(ctx: click.Context, home: Path | None, db_url: str | None, json_output: 
 
 
 def _register() -> None:
-    from cli import audit, base, dataset, db, demo, domain, patch, patchfile
+    from cli import alias, audit, base, compat, dataset, db, demo, domain, lineage, patch, patchfile
 
     for command in (
         db.db,
@@ -77,6 +77,9 @@ def _register() -> None:
         domain.domain,
         dataset.dataset,
         patch.patch,
+        compat.compat,
+        lineage.lineage,
+        alias.alias,
         patchfile.export_command,
         audit.audit,
         demo.demo,

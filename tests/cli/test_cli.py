@@ -2,38 +2,15 @@
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner, Result
 
-from cli.main import cli
 from registry.db import make_engine
+from tests.cli.conftest import Patchreg
 from tests.helpers import NothingWritten
-
-
-class Patchreg:
-    def __init__(self, home: Path, db_url: str | None) -> None:
-        self.home, self.db_url = home, db_url
-        self.runner = CliRunner()
-
-    def __call__(self, *args: str, ok: bool = True) -> Result:
-        base = ["--home", str(self.home)] + (["--db", self.db_url] if self.db_url else [])
-        result = self.runner.invoke(cli, [*base, *args], catch_exceptions=False)
-        if ok:
-            assert result.exit_code == 0, result.output + result.stderr
-        return result
-
-    def json(self, *args: str) -> object:
-        return json.loads(self(*args, "--json").stdout)
-
-
-@pytest.fixture
-def patchreg(db_url: str, tmp_path: Path) -> Patchreg:
-    return Patchreg(tmp_path / "home", db_url)
 
 
 def test_register_a_saved_model_and_read_its_fingerprints(patchreg: Patchreg, make_tiny_model) -> None:

@@ -7,7 +7,6 @@ import shutil
 from pathlib import Path
 
 import pytest
-import torch
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
@@ -16,28 +15,8 @@ from registry.errors import InvalidInput, MalformedFile
 from registry.models import CompatVerdict, Patch
 from registry.services import bases, compat, datasets, domains, lineage, patches, ports
 from tests.conftest import Registry
+from tests.factories import write_patch
 from tests.helpers import NothingWritten
-from trainer.patch.io import save_patch
-from trainer.patch.types import Columns, LowRank, Scale
-from trainer.patch.types import Patch as PatchFile
-
-
-def write_patch(path: Path, hidden: int = 64, with_lm_head: bool = False) -> Path:
-    g = torch.Generator().manual_seed(0)
-    deltas = {
-        "model.layers.0.self_attn.q_proj": LowRank(
-            torch.randn(4, hidden, generator=g), torch.randn(hidden, 4, generator=g), 0.5
-        ),
-        "model.layers.1.self_attn.o_proj": Columns(
-            torch.tensor([3, 7, 9]), torch.randn(hidden, 3, generator=g)
-        ),
-        "model.layers.0.mlp.down_proj": Scale(torch.rand(hidden, generator=g) + 0.5),
-    }
-    if with_lm_head:
-        deltas["lm_head"] = LowRank(
-            torch.randn(2, hidden, generator=g), torch.randn(512, 2, generator=g), 1.0
-        )
-    return save_patch(PatchFile("lora", {"r": 4}, deltas), path)
 
 
 @pytest.fixture

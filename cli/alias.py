@@ -1,0 +1,46 @@
+"""`patchreg alias`: named pointers such as `production` that `fetch` honours first."""
+
+from __future__ import annotations
+
+import click
+
+from cli.context import AppContext, json_flag, pass_app
+from cli.output import emit, print_table
+from registry.services import aliases
+
+
+@click.group()
+def alias() -> None:
+    """Point a name (e.g. production) at a patch for a domain on a base version."""
+
+
+@alias.command("set")
+@click.argument("domain")
+@click.option("--base", "base_ref", metavar="FAMILY:VERSION", required=True)
+@click.argument("name")
+@click.argument("patch_id", metavar="PATCH")
+@json_flag
+@pass_app
+def set_(app: AppContext, domain: str, base_ref: str, name: str, patch_id: str) -> None:
+    """Point NAME at PATCH for DOMAIN on --base."""
+    with app.transaction() as session:
+        row = aliases.set_alias(session, domain, base_ref, name, patch_id)
+    emit(app.json_output, row, lambda: click.echo(f"{domain} on {base_ref}: {name} -> {row.patch_id}"))
+
+
+@alias.command("list")
+@click.option("--domain", metavar="D")
+@json_flag
+@pass_app
+def list_(app: AppContext, domain: str | None) -> None:
+    """List aliases."""
+    with app.transaction() as session:
+        rows = aliases.list_aliases(session, domain)
+    columns = [
+        ("DOMAIN", "domain"),
+        ("BASE", "base"),
+        ("ALIAS", "name"),
+        ("PATCH", "patch_id"),
+        ("UPDATED", "updated_at"),
+    ]
+    emit(app.json_output, rows, lambda: print_table(rows, columns, empty="no aliases"))
