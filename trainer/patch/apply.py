@@ -33,7 +33,7 @@ TOKENIZER_FILES = frozenset(
 )
 
 
-def _expected_weight(delta: Delta) -> str:
+def describe_expected_weight(delta: Delta) -> str:
     """The weight shape a delta needs, as text for error messages ('?' = any size)."""
     if isinstance(delta, LowRank):
         return f"[{delta.B.shape[0]}, {delta.A.shape[1]}]"
@@ -46,7 +46,7 @@ def _expected_weight(delta: Delta) -> str:
     return f"[>{int(delta.idx.max())}, {delta.values.shape[1]}]"
 
 
-def _fits(delta: Delta, out_features: int, in_features: int) -> bool:
+def delta_fits(delta: Delta, out_features: int, in_features: int) -> bool:
     if isinstance(delta, LowRank):
         return tuple(delta.B.shape[:1]) + tuple(delta.A.shape[1:]) == (out_features, in_features)
     if isinstance(delta, Dense):
@@ -71,9 +71,9 @@ def check_compatible(model: nn.Module, patch: Patch) -> dict[str, nn.Linear]:
                 f"module '{name}': patch ({delta.kind}) expects an nn.Linear, model has {found_type}"
             )
         out_features, in_features = module.weight.shape
-        if not _fits(delta, out_features, in_features):
+        if not delta_fits(delta, out_features, in_features):
             raise IncompatibleModel(
-                f"module '{name}': patch ({delta.kind}) expects weight {_expected_weight(delta)}, "
+                f"module '{name}': patch ({delta.kind}) expects weight {describe_expected_weight(delta)}, "
                 f"model has [{out_features}, {in_features}]"
             )
         found[name] = module

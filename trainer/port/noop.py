@@ -1,0 +1,137 @@
+"""The no-op check (DESIGN.md, "Porting", step 4): a patch must change the model's outputs.
+
+A ported patch can silently do nothing: its module names may not exist in the new base (a renamed
+architecture), or its deltas may be zero (a broken export, a failed training run). Evaluation alone
+would then report "B + patch == B" as a tie, so this check runs probe prompts with and without the
+patch and says why when nothing changes. Missing modules are reported, not raised, for that reason.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from trainer.errors import ConfigError
+from trainer.patch.apply import apply_patch
+from trainer.patch.types import Columns, Delta, Dense, LowRank, Patch, Rows
+
+DEFAULT_TOL = 1e-4
+DEFAULT_PROBES: tuple[str, ...] = (
+    "The quick brown fox jumps over the lazy dog.",
+    "The patient reported a mild fever and a dry cough for three days.",
+    "This agreement terminates on the last day of the month unless renewed in writing.",
+    "To reset your password, open the settings page and choose a new one.",
+)
+ZERO_DELTA = "zero delta"
+
+
+@dataclass(frozen=True)
+class NoOpCheck:
+    """Largest and mean absolute logit change over all probe tokens, plus why a patch is a no-op
+    when that is known without measuring (`reason`: "zero delta" or "missing modules: ...")."""
+
+    max_abs_change: float
+    mean_abs_change: float
+    num_probes: int
+    missing_modules: tuple[str, ...] = ()
+    zero_modules: tuple[str, ...] = ()
+    reason: str | None = None
+
+    def changes_output(self, tol: float = DEFAULT_TOL) -> bool:
+        return self.reason is None and self.max_abs_change > tol
+
+    def no_op_reason(self, tol: float = DEFAULT_TOL) -> str | None:
+        """Why the patch does not change the output at this tolerance; None when it does."""
+        if self.reason is not None:
+            return self.reason
+        if self.max_abs_change <= tol:
+            return f"max logit change {self.max_abs_change:.3g} <= tolerance {tol:g}"
+        return None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "max_abs_change": self.max_abs_change,
+            "mean_abs_change": self.mean_abs_change,
+            "num_probes": self.num_probes,
+            "missing_modules": list(self.missing_modules),
+            "zero_modules": list(self.zero_modules),
+            "reason": self.reason,
+        }
+
+
+def is_zero_delta(delta: Delta) -> bool:
+    """True when the delta leaves any weight unchanged (a scale of all ones counts as zero)."""
+    if isinstance(delta, LowRank):
+        return delta.scale == 0 or not bool((delta.B.float() @ delta.A.float()).any())
+    if isinstance(delta, Columns | Rows):
+        return not bool(delta.values.any())
+    if isinstance(delta, Dense):
+        return not bool(delta.delta.any())
+    return bool((delta.s == 1).all())
+
+
+def _probe_logits(model: nn.Module, encoded: list[dict[str, torch.Tensor]]) -> list[torch.Tensor]:
+    return [model(**batch).logits.float() for batch in encoded]
+
+
+@torch.no_grad()
+def patch_effect(
+    model: nn.Module, tokenizer: Any, patch: Patch, probes: Sequence[str] | None = None
+) -> NoOpCheck:
+    """Run `probes` (default: a few fixed English sentences) through `model` without and with `patch`.
+
+    The patch is applied and reverted in place (exact restore), and the model's train/eval mode is
+    restored too, so `model` is left as it was. Modules of the patch that the model lacks are listed
+    in the result; a shape mismatch on a module that exists still raises IncompatibleModel, because
+    that is a wrong pairing rather than a silent no-op.
+    """
+    probes = list(DEFAULT_PROBES if probes is None else probes)
+    if not probes or not all(isinstance(p, str) and p for p in probes):
+        raise ConfigError("probes must be a non-empty list of non-empty strings")
+    named = dict(model.named_modules())
+    missing = tuple(m for m in patch.modules if not isinstance(named.get(m), nn.Linear))
+    present = {m: d for m, d in patch.deltas.items() if m not in missing}
+    zero = tuple(m for m in sorted(present) if is_zero_delta(present[m]))
+    live = Patch(patch.method, patch.method_config, {m: d for m, d in present.items() if m not in zero})
+
+    reason = None
+    if not live.deltas:
+        parts = ([ZERO_DELTA] if zero else []) + (
+            [f"missing modules: {', '.join(missing)}"] if missing else []
+        )
+        reason = "; ".join(parts)
+        return NoOpCheck(0.0, 0.0, len(probes), missing, zero, reason)
+
+    device = next(model.parameters()).device
+    encoded = [
+        {
+            k: v.to(device)
+            for k, v in tokenizer(p, return_tensors="pt").items()
+            if k in ("input_ids", "attention_mask")
+        }
+        for p in probes
+    ]
+    was_training = model.training
+    model.eval()
+    try:
+        before = _probe_logits(model, encoded)
+        handle = apply_patch(model, live)
+        try:
+            after = _probe_logits(model, encoded)
+        finally:
+            handle.revert()
+    finally:
+        model.train(was_training)
+    diffs = torch.cat([(a - b).abs().flatten() for a, b in zip(after, before, strict=True)])
+    return NoOpCheck(
+        max_abs_change=float(diffs.max()),
+        mean_abs_change=float(diffs.mean()),
+        num_probes=len(probes),
+        missing_modules=missing,
+        zero_modules=zero,
+        reason=reason,
+    )

@@ -1,0 +1,212 @@
+"""Portability statistics: how far each patched module moved between base A and base B, and how
+that movement lines up with the patch (DESIGN.md, "Porting", step 2; methods.md §1).
+
+Weights are streamed from the safetensors checkpoints one module at a time (`safe_open`, sharded
+checkpoints through `model.safetensors.index.json`), so a 70B pair costs two weight matrices of
+memory, not two models. Inner products with the patch delta use its factored form where it has one,
+so ΔW itself is never built at full size for lowrank, columns and rows.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from trainer.errors import ConfigError, IncompatibleModel
+from trainer.patch.apply import delta_fits, describe_expected_weight
+from trainer.patch.types import Columns, Delta, Dense, LowRank, Patch, Rows
+
+DEFAULT_TAU = 0.1
+SINGLE_FILE = "model.safetensors"
+INDEX_FILE = "model.safetensors.index.json"
+
+
+@dataclass(frozen=True)
+class ModuleStats:
+    """One patched module. Norms are Frobenius, in fp32."""
+
+    module: str
+    kind: str
+    shape: tuple[int, int]
+    evolution: float  # ‖W_B − W_A‖ / ‖W_A‖
+    patch_ratio: float  # ‖ΔW‖ / ‖W_A‖
+    alignment: float  # cos(ΔW, W_B − W_A); 0 when either is zero
+    overlap: float  # ⟨W_B − W_A, ΔW⟩ / ‖ΔW‖²: how much of the patch the evolution adds (+) or undoes (−)
+    survival: float  # exp(−evolution/τ) · exp(−|overlap|), in [0, 1]
+
+
+@dataclass(frozen=True)
+class PortabilityStats:
+    """Per-module statistics plus one aggregate `score` in [0, 1]; higher = more likely to survive.
+
+    score = Σ_m n_m · exp(−evolution_m/τ) · exp(−|overlap_m|) / Σ_m n_m, with n_m the number of
+    weights of module m. Why: evolution orthogonal to the patch only moves the point the patch was
+    learned at (penalised relative to the weight, on scale τ), while evolution along the patch's own
+    direction re-applies or cancels the patch itself (penalised in units of the patch size, either
+    sign). τ = 0.1 is a heuristic, not a calibration: 10 % relative drift scores e^-1.
+    """
+
+    modules: list[ModuleStats]
+    score: float
+    tau: float
+
+    @property
+    def max_evolution(self) -> float:
+        return max((m.evolution for m in self.modules), default=0.0)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "score": self.score,
+            "tau": self.tau,
+            "max_evolution": self.max_evolution,
+            "modules": [{**asdict(m), "shape": list(m.shape)} for m in self.modules],
+        }
+
+
+class _Checkpoint:
+    """Lazy tensor access to a safetensors checkpoint directory (single file or sharded)."""
+
+    def __init__(self, directory: Path, label: str, stack: ExitStack) -> None:
+        self.directory, self.label, self._stack = directory, label, stack
+        self._handles: dict[str, Any] = {}
+        if (directory / INDEX_FILE).is_file():
+            try:
+                self._files = dict(json.loads((directory / INDEX_FILE).read_text())["weight_map"])
+            except (ValueError, KeyError, TypeError) as exc:
+                raise ConfigError(
+                    f"{directory / INDEX_FILE}: not a valid safetensors index ({exc})"
+                ) from None
+        elif (directory / SINGLE_FILE).is_file():
+            self._files = {key: SINGLE_FILE for key in self._open(SINGLE_FILE).keys()}  # noqa: SIM118
+        else:
+            raise ConfigError(
+                f"{directory}: no {SINGLE_FILE} or {INDEX_FILE} (only safetensors checkpoints are read)"
+            )
+
+    def _open(self, filename: str) -> Any:
+        from safetensors import safe_open
+
+        if filename not in self._handles:
+            handle = safe_open(str(self.directory / filename), framework="pt")
+            self._handles[filename] = self._stack.enter_context(handle)
+        return self._handles[filename]
+
+    def key_for(self, module: str) -> str:
+        key = f"{module}.weight"
+        if key not in self._files:
+            raise IncompatibleModel(
+                f"module '{module}': no weight '{key}' in base {self.label} ({self.directory})"
+            )
+        return key
+
+    def shape(self, key: str) -> tuple[int, ...]:
+        return tuple(self._open(self._files[key]).get_slice(key).get_shape())
+
+    def load(self, key: str) -> torch.Tensor:
+        return self._open(self._files[key]).get_tensor(key).to(torch.float32)
+
+
+@contextmanager
+def _checkpoints(dir_a: Path, dir_b: Path) -> Iterator[tuple[_Checkpoint, _Checkpoint]]:
+    with ExitStack() as stack:
+        yield _Checkpoint(dir_a, "A", stack), _Checkpoint(dir_b, "B", stack)
+
+
+def _check_shapes(module: str, delta: Delta, shape_a: tuple[int, ...], shape_b: tuple[int, ...]) -> None:
+    if len(shape_a) != 2 or shape_a != shape_b:
+        raise IncompatibleModel(
+            f"module '{module}': weight is {list(shape_a)} in base A but {list(shape_b)} in base B"
+        )
+    if not delta_fits(delta, *shape_a):
+        raise IncompatibleModel(
+            f"module '{module}': patch ({delta.kind}) expects weight {describe_expected_weight(delta)}, "
+            f"base A has {list(shape_a)}"
+        )
+
+
+def _dot_and_norm2(delta: Delta, w_a: torch.Tensor, evo: torch.Tensor) -> tuple[float, float]:
+    """(⟨evo, ΔW⟩, ‖ΔW‖²) in fp64 scalars, from the delta's factored form where it has one.
+
+    A scale delta's ΔW is (s − 1)·W_A row-wise: the change it made on its own base A (on B it would
+    scale W_B instead, which is part of what the evolution statistics are about).
+    """
+    if isinstance(delta, LowRank):
+        a, b = delta.A.to(torch.float32), delta.B.to(torch.float32)
+        dot = delta.scale * float(((b.T @ evo) * a).sum())  # ⟨E, sBA⟩ = s·Σ (BᵀE) ⊙ A
+        norm2 = delta.scale**2 * float(((b.T @ b) * (a @ a.T)).sum())  # ‖BA‖² = tr(BᵀB·AAᵀ)
+        return dot, max(norm2, 0.0)
+    if isinstance(delta, Columns | Rows):
+        axis = 1 if isinstance(delta, Columns) else 0
+        values = delta.values.to(torch.float32)
+        picked = evo.index_select(axis, delta.idx.to(torch.int64))
+        return float((picked * values).sum()), float(values.square().sum())
+    if isinstance(delta, Dense):
+        d = delta.delta.to(torch.float32)
+        return float((evo * d).sum()), float(d.square().sum())
+    row = delta.s.to(torch.float32) - 1.0  # Scale
+    dot = float((row * torch.einsum("ij,ij->i", w_a, evo)).sum())
+    norm2 = float((row.square() * w_a.square().sum(dim=1)).sum())
+    return dot, norm2
+
+
+def _module_stats(module: str, delta: Delta, w_a: torch.Tensor, evo: torch.Tensor, tau: float) -> ModuleStats:
+    norm_a = float(torch.linalg.vector_norm(w_a))
+    norm_e = float(torch.linalg.vector_norm(evo))
+    dot, norm_d2 = _dot_and_norm2(delta, w_a, evo)
+    norm_d = math.sqrt(norm_d2)
+    alignment = dot / (norm_d * norm_e) if norm_d > 0 and norm_e > 0 else 0.0
+    alignment = max(-1.0, min(1.0, alignment))
+    overlap = dot / norm_d2 if norm_d2 > 0 else 0.0
+    evolution = norm_e / norm_a if norm_a > 0 else (0.0 if norm_e == 0 else math.inf)
+    patch_ratio = norm_d / norm_a if norm_a > 0 else (0.0 if norm_d == 0 else math.inf)
+    survival = math.exp(-evolution / tau) * math.exp(-abs(overlap))
+    return ModuleStats(
+        module=module,
+        kind=delta.kind,
+        shape=(int(w_a.shape[0]), int(w_a.shape[1])),
+        evolution=evolution,
+        patch_ratio=patch_ratio,
+        alignment=alignment,
+        overlap=overlap,
+        survival=survival,
+    )
+
+
+def portability_stats(
+    patch: Patch, base_a_dir: Path | str, base_b_dir: Path | str, *, tau: float = DEFAULT_TAU
+) -> PortabilityStats:
+    """Statistics for porting `patch` from the checkpoint in `base_a_dir` to the one in `base_b_dir`.
+
+    Every module is checked (present in both, same shape, fits the patch) from the headers before
+    any tensor is read, so an incompatible pair fails fast with IncompatibleModel naming the module.
+    Then each module reads exactly its two weights, which are dropped before the next module.
+    """
+    if not tau > 0:
+        raise ConfigError(f"tau must be > 0, got {tau}")
+    if not patch.deltas:
+        raise ConfigError("patch has no modules")
+    with _checkpoints(Path(base_a_dir), Path(base_b_dir)) as (ckpt_a, ckpt_b):
+        keys: dict[str, tuple[str, str]] = {}
+        for module, delta in sorted(patch.deltas.items()):
+            key_a, key_b = ckpt_a.key_for(module), ckpt_b.key_for(module)
+            _check_shapes(module, delta, ckpt_a.shape(key_a), ckpt_b.shape(key_b))
+            keys[module] = (key_a, key_b)
+        results: list[ModuleStats] = []
+        with torch.no_grad():
+            for module, (key_a, key_b) in keys.items():
+                w_a = ckpt_a.load(key_a)
+                # W_B is used only to form W_B − W_A; never modify a loaded tensor in place, since
+                # safetensors may hand out a view of its memory map.
+                evo = ckpt_b.load(key_b) - w_a
+                results.append(_module_stats(module, patch.deltas[module], w_a, evo, tau))
+                del w_a, evo
+    sizes = [m.shape[0] * m.shape[1] for m in results]
+    score = sum(n * m.survival for n, m in zip(sizes, results, strict=True)) / sum(sizes)
+    return PortabilityStats(modules=results, score=score, tau=tau)
