@@ -48,3 +48,26 @@ def test_import_compat_lineage_alias(
     assert patchreg.json("alias", "list")[0]["patch_id"] == ported.id
     wrong = patchreg("alias", "set", "medical", "--base", "tiny:v1", "production", ported.id, ok=False)
     assert wrong.exit_code == 1 and "not medical on tiny:v1" in wrong.stderr
+
+
+def test_import_a_peft_lora_adapter_directory(patchreg: Patchreg, make_tiny_model, tmp_path: Path) -> None:
+    import torch
+    from peft import LoraConfig, get_peft_model
+
+    from trainer.tiny import build_model
+
+    model = get_peft_model(
+        build_model(),
+        LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"], init_lora_weights=False),
+    )
+    torch.manual_seed(0)
+    model.save_pretrained(tmp_path / "adapter")
+    patchreg("base", "register", "tiny:v1", str(make_tiny_model(seed=0)))
+    patchreg("domain", "create", "medical")
+    row = patchreg.json("patch", "import", "medical", "--base", "tiny:v1", str(tmp_path / "adapter"))
+    assert (row["method"], row["origin"]) == ("lora", "imported")
+    assert row["trainable_params"] == 2 * ((4 * 64 + 64 * 4) + (4 * 64 + 32 * 4))  # v_proj: 32 out (GQA)
+    broken = tmp_path / "not-an-adapter"
+    broken.mkdir()
+    result = patchreg("patch", "import", "medical", "--base", "tiny:v1", str(broken), ok=False)
+    assert result.exit_code == 1 and result.stderr.startswith("error: ")
