@@ -69,7 +69,20 @@ def cli(ctx: click.Context, home: Path | None, db_url: str | None, json_output: 
 
 
 def _register() -> None:
-    from cli import alias, audit, base, compat, dataset, db, demo, domain, lineage, patch, patchfile
+    from cli import (
+        alias,
+        audit,
+        base,
+        compat,
+        dataset,
+        db,
+        demo,
+        domain,
+        lineage,
+        patch,
+        patchfile,
+        train_local,
+    )
 
     for command in (
         db.db,
@@ -80,6 +93,8 @@ def _register() -> None:
         compat.compat,
         lineage.lineage,
         alias.alias,
+        train_local.train_local_command,
+        train_local.eval_command,
         patchfile.export_command,
         audit.audit,
         demo.demo,

@@ -47,14 +47,6 @@ def make_random_patch(model, spec: dict[str, str], seed: int = 0, ranks: dict[st
     return Patch(method="test", method_config={"seed": seed}, deltas=deltas)
 
 
-@pytest.fixture(scope="session")
-def tiny_model_dir(tmp_path_factory) -> Path:
-    """A tiny GQA Llama (fp32) plus tokenizer saved with save_pretrained; treat as read-only."""
-    from trainer.tiny import save_tiny_model
-
-    return save_tiny_model(tmp_path_factory.mktemp("tiny") / "model")
-
-
 @pytest.fixture
 def tiny_model():
     """A fresh tiny Llama in fp32, eval mode."""

@@ -1,0 +1,329 @@
+"""The training loop shared by every method: AdamW, warmup + decay, accumulation, clipping.
+
+bf16 autocast on CUDA, plain fp32 on CPU. Seeded end to end (init, shuffling), so the same seed on
+CPU gives the same patch bit for bit. The loss is the token-weighted mean over each accumulation
+group (not a mean of micro-batch means), so accumulation does not change what is optimised.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from trainer.data import Example, Row, as_rows, encode_rows, iter_batches, pad_token_id
+from trainer.errors import ConfigError
+from trainer.methods.base import Method, MethodConfig, check_choice, check_range
+from trainer.patch.types import Patch
+
+SCHEDULES = ("cosine", "linear", "constant")
+
+
+@dataclass
+class TrainArgs:
+    """Optimisation settings. `steps` (optimizer steps) wins over `epochs` when set."""
+
+    lr: float | None = None  # None: the method's default_lr
+    steps: int | None = None
+    epochs: float = 1.0
+    batch_size: int = 4
+    grad_accum: int = 1
+    warmup_steps: int = 0
+    schedule: str = "cosine"
+    weight_decay: float = 0.0
+    betas: tuple[float, float] = (0.9, 0.999)
+    max_grad_norm: float | None = 1.0
+    max_length: int = 256
+    seed: int = 0
+    device: str = "auto"
+
+    def __post_init__(self) -> None:
+        found = []
+        if self.lr is not None:
+            found += check_range("lr", self.lr, 0.0, 1.0, lo_open=True)
+        for name in ("batch_size", "grad_accum", "max_length"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                found.append(f"{name}={value!r} must be an integer ≥ 1")
+        if self.steps is not None and (not isinstance(self.steps, int) or self.steps < 1):
+            found.append(f"steps={self.steps!r} must be an integer ≥ 1")
+        found += check_range("epochs", self.epochs, 0.0, 1e6, lo_open=True)
+        if not isinstance(self.warmup_steps, int) or self.warmup_steps < 0:
+            found.append(f"warmup_steps={self.warmup_steps!r} must be an integer ≥ 0")
+        found += check_choice("schedule", self.schedule, SCHEDULES)
+        found += check_range("weight_decay", self.weight_decay, 0.0, 10.0)
+        if self.max_grad_norm is not None:
+            found += check_range("max_grad_norm", self.max_grad_norm, 0.0, float("inf"), lo_open=True)
+        found += check_choice("device", self.device, ("auto", "cpu", "cuda"))
+        if found:
+            raise ConfigError("invalid training arguments: " + "; ".join(found))
+
+    def resolved_device(self) -> torch.device:
+        if self.device == "auto":
+            return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        if self.device == "cuda" and not torch.cuda.is_available():
+            raise ConfigError("device='cuda' but no CUDA device is available")
+        return torch.device(self.device)
+
+
+@dataclass
+class Progress:
+    """What the progress callback receives after every optimizer step."""
+
+    step: int
+    total_steps: int
+    loss: float
+    lr: float
+    tokens_per_s: float
+    eta_s: float
+    elapsed_s: float
+    penalty: float | None = None
+
+
+@dataclass
+class TrainResult:
+    patch: Patch
+    losses: list[float]
+    steps: int
+    tokens: int
+    seconds: float
+    trainable_params: int
+    step_seconds: list[float] = field(default_factory=list)
+
+
+class StepObserver(Protocol):
+    """Sees the parameters right before and after each optimizer step (post-clip gradients)."""
+
+    def before_step(self, params: dict[str, nn.Parameter]) -> None: ...
+
+    def after_step(self, params: dict[str, nn.Parameter]) -> None: ...
+
+
+Penalty = Callable[[float], torch.Tensor | None]  # CE value of the step -> extra loss to backprop
+
+
+def lr_factor(step: int, total: int, warmup: int, schedule: str) -> float:
+    """Linear warmup over `warmup` steps, then cosine or linear decay to 0 at `total`."""
+    if warmup and step < warmup:
+        return (step + 1) / warmup
+    if schedule == "constant":
+        return 1.0
+    progress = (step - warmup) / max(1, total - warmup)
+    if schedule == "linear":
+        return max(0.0, 1.0 - progress)
+    return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+
+
+def total_steps(args: TrainArgs, n_examples: int) -> int:
+    if args.steps is not None:
+        return args.steps
+    per_epoch = math.ceil(n_examples / args.batch_size)
+    return max(1, math.ceil(args.epochs * per_epoch / args.grad_accum))
+
+
+def _batches(examples: Sequence[Example], args: TrainArgs, pad_id: int) -> Iterator[dict[str, torch.Tensor]]:
+    generator = torch.Generator().manual_seed(args.seed)
+    while True:
+        yield from iter_batches(examples, args.batch_size, pad_id, generator)
+
+
+def _autocast(device: torch.device) -> contextlib.AbstractContextManager:
+    if device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def optimize(
+    model: nn.Module,
+    params: dict[str, nn.Parameter],
+    examples: Sequence[Example],
+    args: TrainArgs,
+    *,
+    lr: float,
+    pad_id: int,
+    penalty: Penalty | None = None,
+    observer: StepObserver | None = None,
+    on_progress: Callable[[Progress], None] | None = None,
+) -> tuple[list[float], int, list[float]]:
+    """Run the optimisation; returns (loss per step, tokens seen, seconds per step)."""
+    device = args.resolved_device()
+    total = total_steps(args, len(examples))
+    optimizer = torch.optim.AdamW(
+        list(params.values()), lr=lr, betas=args.betas, weight_decay=args.weight_decay, foreach=False
+    )
+    schedule = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: lr_factor(s, total, args.warmup_steps, args.schedule)
+    )
+    batches = _batches(examples, args, pad_id)
+    losses: list[float] = []
+    step_seconds: list[float] = []
+    tokens_seen = 0
+    started = time.perf_counter()
+    model.train()
+    for step in range(total):
+        t0 = time.perf_counter()
+        group = [next(batches) for _ in range(args.grad_accum)]
+        n_targets = sum(int((b["labels"][:, 1:] != -100).sum()) for b in group)
+        ce_value = 0.0
+        for batch in group:
+            batch = {k: v.to(device) for k, v in batch.items()}
+            with _autocast(device):
+                logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+            ce = F.cross_entropy(
+                logits[:, :-1].float().reshape(-1, logits.shape[-1]),
+                batch["labels"][:, 1:].reshape(-1),
+                ignore_index=-100,
+                reduction="sum",
+            ) / max(1, n_targets)
+            ce.backward()
+            ce_value += float(ce.detach())
+            tokens_seen += int(batch["attention_mask"].sum())
+        extra = penalty(ce_value) if penalty is not None else None
+        if extra is not None:
+            extra.backward()
+        if args.max_grad_norm is not None:
+            torch.nn.utils.clip_grad_norm_(list(params.values()), args.max_grad_norm, foreach=False)
+        if observer is not None:
+            observer.before_step(params)
+        optimizer.step()
+        if observer is not None:
+            observer.after_step(params)
+        optimizer.zero_grad(set_to_none=True)
+        schedule.step()
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        step_seconds.append(time.perf_counter() - t0)
+        losses.append(ce_value)
+        if on_progress is not None:
+            elapsed = time.perf_counter() - started
+            on_progress(
+                Progress(
+                    step=step + 1,
+                    total_steps=total,
+                    loss=ce_value,
+                    lr=optimizer.param_groups[0]["lr"],
+                    tokens_per_s=tokens_seen / elapsed if elapsed > 0 else 0.0,
+                    eta_s=elapsed / (step + 1) * (total - step - 1),
+                    elapsed_s=elapsed,
+                    penalty=float(extra.detach()) if extra is not None else None,
+                )
+            )
+    model.eval()
+    return losses, tokens_seen, step_seconds
+
+
+def train(
+    model: nn.Module,
+    tokenizer: Any,
+    rows: Sequence[Row | dict[str, Any]],
+    method: Method,
+    config: MethodConfig,
+    args: TrainArgs,
+    on_progress: Callable[[Progress], None] | None = None,
+) -> TrainResult:
+    """Train `method` on `rows` and return its patch. The model comes back as the base it was."""
+    from trainer.methods.alewr.penalty import build_penalty
+
+    examples = encode_rows(tokenizer, as_rows(rows), args.max_length)
+    device = args.resolved_device()
+    model.to(device)
+    torch.manual_seed(args.seed)
+    prepared = method.prepare(model, config)
+    try:
+        penalty = build_penalty(method, prepared, config, device)
+        started = time.perf_counter()
+        losses, tokens, step_seconds = optimize(
+            prepared.model,
+            prepared.params,
+            examples,
+            args,
+            lr=args.lr if args.lr is not None else method.default_lr,
+            pad_id=pad_token_id(tokenizer),
+            penalty=penalty,
+            on_progress=on_progress,
+        )
+        seconds = time.perf_counter() - started
+        patch = method.extract_patch(prepared, config)
+    finally:
+        method.cleanup(prepared)
+    patch.metadata.update({"steps": str(len(losses)), "seed": str(args.seed)})
+    return TrainResult(
+        patch=patch,
+        losses=losses,
+        steps=len(losses),
+        tokens=tokens,
+        seconds=seconds,
+        trainable_params=sum(p.numel() for p in prepared.params.values()),
+        step_seconds=step_seconds,
+    )
+
+
+def train_to_patch(
+    model_dir: Path | str,
+    data_path: Path | str,
+    method: str,
+    overrides: Sequence[str] = (),
+    out_path: Path | str = "patch.safetensors",
+    *,
+    args: TrainArgs | None = None,
+    regularize: str | None = None,
+    general_path: Path | str | None = None,
+    importance_path: Path | str | None = None,
+    on_progress: Callable[[Progress], None] | None = None,
+) -> tuple[Path, TrainResult]:
+    """Train from files to a patch file (what `patchreg train-local` runs).
+
+    With `regularize="alewr"`, the importance file is reused when `importance_path` exists, else
+    computed from `general_path` and written to `importance_path` (default: beside the patch)."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from trainer.data import read_jsonl
+    from trainer.methods import get_method, parse_overrides
+    from trainer.patch.io import save_patch
+
+    args = args or TrainArgs()
+    chosen = get_method(method)
+    settings = list(overrides)
+    out_path = Path(out_path)
+    rows = read_jsonl(data_path)
+    if regularize is not None:
+        settings.append(f"regularize={regularize}")
+    if regularize == "alewr":
+        from trainer.methods.alewr.importance import compute_importance
+
+        parse_overrides(chosen, settings)  # fail on bad settings before the costly importance pass
+        importance = Path(importance_path or out_path.with_suffix(".importance.safetensors"))
+        if not importance.is_file():
+            if general_path is None:
+                raise ConfigError(
+                    "--regularize alewr needs --general GENERAL.jsonl or an existing --importance file"
+                )
+            compute_importance(
+                model_dir, read_jsonl(general_path), out_path=importance, seed=args.seed, device=args.device
+            )
+        settings.append(f"importance={importance}")
+    config = parse_overrides(chosen, settings)
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
+    result = train(model, tokenizer, rows, chosen, config, args, on_progress=on_progress)
+    result.patch.metadata["data_sha256"] = _sha256(Path(data_path))
+    save_patch(result.patch, out_path)
+    return out_path, result
+
+
+def _sha256(path: Path) -> str:
+    import hashlib
+
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()

@@ -1,0 +1,137 @@
+"""Element-wise importance Ω of a base's target weights for general ability.
+
+Computed once per (base, general dataset) by full fine-tuning the target modules on the general
+rows while accumulating the synaptic-intelligence path integral ω_i += −g_i·Δθ_i (g the post-clip
+gradient, Δθ the real post-optimizer step, both in fp32). Then Ω = max(ω, 0) / (Δ_i² + ξ), with Δ
+the total movement, normalised per tensor to mean 1 so no tensor dominates by scale.
+
+The file covers `<module>.weight` of every target module, shaped like the weight ([out, in]):
+`full` uses it whole, `s2ft` gathers the columns/rows it trains. The anchor θ* is the base weight
+itself (domain training starts from the base), so the file is reusable for any domain on that base.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from trainer.errors import ConfigError, IncompatibleModel
+from trainer.methods.base import SEVEN_PROJECTIONS
+
+FILE_KIND = "patchreg.alewr_importance"
+
+
+class PathIntegral:
+    """StepObserver accumulating ω in fp32 from the post-clip gradient and the actual step."""
+
+    def __init__(self, params: dict[str, nn.Parameter]) -> None:
+        self.start = {n: p.detach().float().clone() for n, p in params.items()}
+        self.omega = {n: torch.zeros_like(s) for n, s in self.start.items()}
+        self._prev: dict[str, torch.Tensor] = {}
+        self._grad: dict[str, torch.Tensor] = {}
+
+    def before_step(self, params: dict[str, nn.Parameter]) -> None:
+        for n, p in params.items():
+            self._prev[n] = p.detach().float().clone()
+            self._grad[n] = (
+                p.grad.detach().float().clone() if p.grad is not None else torch.zeros_like(self._prev[n])
+            )
+
+    def after_step(self, params: dict[str, nn.Parameter]) -> None:
+        for n, p in params.items():
+            self.omega[n] -= self._grad[n] * (p.detach().float() - self._prev[n])
+
+    def importance(self, params: dict[str, nn.Parameter], xi: float) -> dict[str, torch.Tensor]:
+        out = {}
+        for n, p in params.items():
+            moved = p.detach().float() - self.start[n]
+            omega = self.omega[n].clamp_min(0) / (moved.square() + xi)
+            mean = omega.mean()
+            out[n] = (omega / mean if mean > 0 else omega).cpu().contiguous()
+        return out
+
+
+def compute_importance(
+    model_dir: Path | str,
+    general_rows: Sequence[Any],
+    *,
+    out_path: Path | str,
+    target_modules: Sequence[str] = SEVEN_PROJECTIONS,
+    steps: int = 50,
+    lr: float = 1e-4,
+    xi: float = 1e-3,
+    batch_size: int = 4,
+    max_length: int = 256,
+    seed: int = 0,
+    device: str = "auto",
+) -> Path:
+    """Measure Ω on `general_rows` for the base in `model_dir`; write it to `out_path` (safetensors)."""
+    from safetensors.torch import save_file
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from trainer.data import as_rows, encode_rows, pad_token_id
+    from trainer.loop import TrainArgs, optimize
+    from trainer.methods.full import FullConfig, FullMethod
+
+    if not xi > 0:
+        raise ConfigError(f"xi={xi} must be > 0")
+    args = TrainArgs(
+        lr=lr, steps=steps, batch_size=batch_size, max_length=max_length, seed=seed, device=device
+    )
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).to(args.resolved_device())
+    examples = encode_rows(tokenizer, as_rows(general_rows, "general rows"), max_length)
+    torch.manual_seed(seed)
+    method, config = FullMethod(), FullConfig(target_modules=tuple(target_modules))
+    prepared = method.prepare(model, config)
+    tracker = PathIntegral(prepared.params)
+    optimize(
+        prepared.model,
+        prepared.params,
+        examples,
+        args,
+        lr=lr,
+        pad_id=pad_token_id(tokenizer),
+        observer=tracker,
+    )
+    omega = tracker.importance(prepared.params, xi)
+    out_path = Path(out_path)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    meta = {
+        "kind": FILE_KIND,
+        "xi": repr(xi),
+        "steps": str(steps),
+        "lr": repr(lr),
+        "rows": str(len(examples)),
+        "model_type": str(getattr(model.config, "model_type", "")),
+        "modules": json.dumps(sorted(n.removesuffix(".weight") for n in omega)),
+    }
+    save_file(omega, str(out_path), metadata=meta)
+    return out_path
+
+
+def load_importance(path: Path | str, model: nn.Module | None = None) -> dict[str, torch.Tensor]:
+    """Read an importance file; with `model`, check every tensor matches a weight of the same shape."""
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"importance file not found: {path}")
+    with safe_open(str(path), framework="pt") as handle:
+        if (handle.metadata() or {}).get("kind") != FILE_KIND:
+            raise ConfigError(f"{path} is not an ALEWR importance file")
+    omega = load_file(str(path))
+    if model is not None:
+        weights = {n: p.shape for n, p in model.named_parameters()}
+        for name, tensor in omega.items():
+            if weights.get(name) != tensor.shape:
+                raise IncompatibleModel(
+                    f"importance entry {name} {tuple(tensor.shape)} matches no weight of the model"
+                )
+    return omega

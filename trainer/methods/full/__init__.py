@@ -1,0 +1,81 @@
+"""Full fine-tuning of chosen Linear modules; the patch holds W_after − W_before in fp32."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from trainer.errors import ConfigError
+from trainer.methods.base import (
+    SEVEN_PROJECTIONS,
+    Method,
+    MethodConfig,
+    Prepared,
+    RegularizedConfig,
+    check_targets,
+    doc,
+    layer_of,
+    matching_linears,
+    new_patch,
+)
+from trainer.patch.types import Dense, Patch
+
+
+@dataclass
+class FullConfig(RegularizedConfig):
+    target_modules: tuple[str, ...] = doc(
+        "Linear modules whose weights train (short names such as q_proj, or full module names)",
+        default=SEVEN_PROJECTIONS,
+    )
+
+    def problems(self) -> list[str]:
+        return super().problems() + check_targets("target_modules", self.target_modules)
+
+
+class FullMethod(Method):
+    name = "full"
+    prefix = "weight"
+    config_cls = FullConfig
+    default_lr = 1e-5
+
+    def attach(self, model: nn.Module, config: MethodConfig) -> tuple[nn.Module, dict[str, Any]]:
+        assert isinstance(config, FullConfig)
+        linears = matching_linears(model, config.target_modules)
+        before = {name: m.weight.detach().clone() for name, m in linears.items()}
+        return model, {"linears": linears, "before": before}
+
+    def select_params(self, wrapped: nn.Module, state: dict[str, Any]) -> dict[str, nn.Parameter]:
+        """The target weights themselves, named `<module>.weight` (biases stay frozen)."""
+        return {f"{name}.weight": m.weight for name, m in state["linears"].items()}
+
+    def extract_patch(self, prepared: Prepared, config: MethodConfig) -> Patch:
+        deltas = {
+            name: Dense(delta=(m.weight.detach().float() - prepared.state["before"][name].float()).cpu())
+            for name, m in prepared.state["linears"].items()
+        }
+        return new_patch(self, config, deltas)
+
+    def cleanup(self, prepared: Prepared) -> nn.Module:
+        """Restore the base weights bit for bit, so the model is the base again."""
+        with torch.no_grad():
+            for name, m in prepared.state["linears"].items():
+                m.weight.copy_(prepared.state["before"][name])
+                m.weight.requires_grad_(False)
+        return prepared.model
+
+    def alewr_terms(self, prepared: Prepared, config: MethodConfig, omega: dict[str, torch.Tensor]) -> list:
+        """Penalise Ω ⊙ (W − W_base)² on every trained weight (Ω must cover all of them)."""
+        terms = []
+        for name, m in prepared.state["linears"].items():
+            terms.append((layer_of(name), m.weight, prepared.state["before"][name], omega_for(omega, name)))
+        return terms
+
+
+def omega_for(omega: dict[str, torch.Tensor], module: str) -> torch.Tensor:
+    key = f"{module}.weight"
+    if key not in omega:
+        raise ConfigError(f"the importance file has no entry for {key}; compute it for these target_modules")
+    return omega[key]

@@ -1,0 +1,98 @@
+"""Propulsion: y = (Wx + b) ⊙ z^k per chosen Linear, z an fp32 vector initialised to ones.
+
+z stays fp32 and the power is taken in fp32 (one bf16 ULP above 1.0 raised to k=15 already moves
+the scale by ~12%); only the product is cast back to the activation dtype. At init z^k = 1, so the
+model's output equals the base's exactly. The patch stores s = z^k (fp32), applied as diag(s)·W."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from trainer.errors import ConfigError
+from trainer.methods.base import (
+    SEVEN_PROJECTIONS,
+    Method,
+    MethodConfig,
+    Prepared,
+    check_targets,
+    doc,
+    matching_linears,
+    new_patch,
+    set_submodule,
+)
+from trainer.patch.types import Patch, Scale
+
+
+@dataclass
+class PropulsionConfig(MethodConfig):
+    degree: int = doc("k in z^k; it multiplies the effective learning rate of z (≥ 1)", default=15)
+    target_modules: tuple[str, ...] = doc(
+        "Linear modules to rescale; embeddings are never wrapped, lm_head only if listed",
+        default=SEVEN_PROJECTIONS,
+    )
+
+    def problems(self) -> list[str]:
+        found = check_targets("target_modules", self.target_modules)
+        if isinstance(self.degree, bool) or not isinstance(self.degree, int) or not 1 <= self.degree <= 200:
+            found.append(f"degree={self.degree!r} must be an integer in [1, 200]")
+        return found
+
+
+class PropulsionLinear(nn.Module):
+    """A frozen Linear whose output is rescaled per output feature by z^k."""
+
+    def __init__(self, base: nn.Linear, degree: int) -> None:
+        super().__init__()
+        self.base = base
+        self.degree = degree
+        self.propulsion_z = nn.Parameter(
+            torch.ones(base.out_features, dtype=torch.float32, device=base.weight.device)
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.base(x)
+        return (y.float() * self.propulsion_z.pow(self.degree)).to(y.dtype)
+
+
+class PropulsionMethod(Method):
+    name = "propulsion"
+    prefix = "propulsion_"
+    config_cls = PropulsionConfig
+    default_lr = 1e-3
+
+    def attach(self, model: nn.Module, config: MethodConfig) -> tuple[nn.Module, dict[str, Any]]:
+        assert isinstance(config, PropulsionConfig)
+        embeddings = [t for t in config.target_modules if isinstance(_get(model, t), nn.Embedding)]
+        if embeddings:
+            raise ConfigError(
+                f"propulsion cannot target embeddings {embeddings}: a scale patch acts on Linear outputs"
+            )
+        wrapped = {}
+        for name, linear in matching_linears(model, config.target_modules).items():
+            module = PropulsionLinear(linear, config.degree)
+            set_submodule(model, name, module)
+            wrapped[name] = module
+        return model, {"wrapped": wrapped}
+
+    def extract_patch(self, prepared: Prepared, config: MethodConfig) -> Patch:
+        deltas = {
+            name: Scale(s=m.propulsion_z.detach().float().pow(m.degree).cpu())
+            for name, m in prepared.state["wrapped"].items()
+        }
+        return new_patch(self, config, deltas)
+
+    def cleanup(self, prepared: Prepared) -> nn.Module:
+        for name, m in prepared.state["wrapped"].items():
+            set_submodule(prepared.model, name, m.base)
+        return prepared.model
+
+
+def _get(model: nn.Module, target: str) -> nn.Module | None:
+    for name, module in model.named_modules():
+        if name == target or name.endswith("." + target):
+            return module
+    return None
