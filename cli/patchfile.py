@@ -80,8 +80,9 @@ def inspect_command(ctx: click.Context, patch_file: Path, as_json: bool) -> None
     ]
     for key, value in sorted(info["metadata"].items()):
         head.append([key, value])
+    width = max(len(key) for key, _ in head) + 2
     for key, value in head:
-        click.echo(f"{key:<8}{value}")
+        click.echo(f"{key:<{width}}{value}")
     click.echo()
     rows = []
     for name, m in info["modules"].items():

@@ -120,9 +120,8 @@ def evaluate_directory(
     device: str = "auto",
 ) -> EvalResult:
     """Load a saved base (and optionally a patch file) and evaluate it on a JSONL file."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
     from trainer.data import read_jsonl
+    from trainer.hf import load_causal_lm, load_tokenizer
     from trainer.loop import TrainArgs
     from trainer.patch.apply import apply_patch
     from trainer.patch.io import load_patch
@@ -130,8 +129,8 @@ def evaluate_directory(
     rows = read_jsonl(data_path)
     patch = load_patch(patch_path) if patch_path is not None else None
     target = TrainArgs(device=device).resolved_device()
-    tokenizer = AutoTokenizer.from_pretrained(model_dir)
-    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype="auto").to(target)
+    tokenizer = load_tokenizer(model_dir)
+    model = load_causal_lm(model_dir, dtype="auto").to(target)
     if patch is None:
         return evaluate(model, tokenizer, rows, batch_size=batch_size, max_length=max_length)
     with apply_patch(model, patch):

@@ -283,9 +283,8 @@ def train_to_patch(
 
     With `regularize="alewr"`, the importance file is reused when `importance_path` exists, else
     computed from `general_path` and written to `importance_path` (default: beside the patch)."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
     from trainer.data import read_jsonl
+    from trainer.hf import load_causal_lm, load_tokenizer
     from trainer.methods import get_method, parse_overrides
     from trainer.patch.io import save_patch
 
@@ -311,8 +310,8 @@ def train_to_patch(
             )
         settings.append(f"importance={importance}")
     config = parse_overrides(chosen, settings)
-    tokenizer = AutoTokenizer.from_pretrained(model_dir)
-    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
+    tokenizer = load_tokenizer(model_dir)
+    model = load_causal_lm(model_dir, dtype=torch.float32)
     result = train(model, tokenizer, rows, chosen, config, args, on_progress=on_progress)
     result.patch.metadata["data_sha256"] = _sha256(Path(data_path))
     save_patch(result.patch, out_path)

@@ -175,11 +175,11 @@ def merge_into_directory(model_dir: Path | str, patch: Patch, out_dir: Path | st
     The result is built in a temp directory beside `out_dir` and renamed into place at the end; an
     existing non-empty `out_dir` is refused.
     """
-    from transformers import AutoModelForCausalLM
+    from trainer.hf import load_causal_lm
 
     model_dir, out_dir = Path(model_dir), Path(out_dir)
     ensure_output_dir_free(out_dir)
-    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype="auto")
+    model = load_causal_lm(model_dir, dtype="auto")
     apply_patch(model, patch)
     with atomic_output_dir(out_dir) as tmp:
         model.save_pretrained(tmp, safe_serialization=True)

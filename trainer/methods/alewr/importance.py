@@ -72,9 +72,9 @@ def compute_importance(
 ) -> Path:
     """Measure Ω on `general_rows` for the base in `model_dir`; write it to `out_path` (safetensors)."""
     from safetensors.torch import save_file
-    from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from trainer.data import as_rows, encode_rows, pad_token_id
+    from trainer.hf import load_causal_lm, load_tokenizer
     from trainer.loop import TrainArgs, optimize
     from trainer.methods.full import FullConfig, FullMethod
 
@@ -83,8 +83,8 @@ def compute_importance(
     args = TrainArgs(
         lr=lr, steps=steps, batch_size=batch_size, max_length=max_length, seed=seed, device=device
     )
-    tokenizer = AutoTokenizer.from_pretrained(model_dir)
-    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).to(args.resolved_device())
+    tokenizer = load_tokenizer(model_dir)
+    model = load_causal_lm(model_dir, dtype=torch.float32).to(args.resolved_device())
     examples = encode_rows(tokenizer, as_rows(general_rows, "general rows"), max_length)
     torch.manual_seed(seed)
     method, config = FullMethod(), FullConfig(target_modules=tuple(target_modules))
