@@ -31,10 +31,7 @@ def audit(app: AppContext, limit: int, subject: str | None) -> None:
     """Show who did what, newest first."""
     with app.transaction() as session:
         rows = audit_service.list_events(session, limit, subject)
-    table = [
-        {**r.model_dump(), "detail": ", ".join(f"{k}={v}" for k, v in r.detail.items() if v is not None)}
-        for r in rows
-    ]
+    table = [{**r.model_dump(), "detail": _detail(r.detail)} for r in rows]
     columns = [
         ("AT", "at"),
         ("ACTOR", "actor"),

@@ -43,8 +43,11 @@ def test_domains_datasets_and_audit(patchreg: Patchreg, tmp_path: Path) -> None:
     assert patchreg.json("domain", "list")[0]["description"] == "clinical notes"
     (row,) = patchreg.json("dataset", "list", "--domain", "medical")
     assert (row["rows"], row["available_until"], row["available"]) == (2, "2999-01-01", True)
-    actions = [e["action"] for e in patchreg.json("audit", "--limit", "5")]
-    assert actions == ["dataset.add", "domain.create"]
+    events = patchreg.json("audit", "--limit", "5")
+    assert [e["action"] for e in events] == ["dataset.add", "domain.create"]
+    digest = events[0]["detail"]["digest"]
+    human = patchreg("audit").stdout
+    assert f"digest={digest[:12]}," in human and digest not in human  # shortened for people, whole in JSON
 
 
 def test_user_errors_are_one_line_exit_1_and_write_nothing(
