@@ -81,6 +81,7 @@ def _register() -> None:
         lineage,
         patch,
         patchfile,
+        port,
         train_local,
     )
 
@@ -91,6 +92,7 @@ def _register() -> None:
         dataset.dataset,
         patch.patch,
         compat.compat,
+        port.port,
         lineage.lineage,
         alias.alias,
         train_local.train_local_command,

@@ -209,6 +209,9 @@ class Evaluation(Base):
     metrics: Mapped[dict[str, Any]] = mapped_column(default=dict)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
+    base_version: Mapped[BaseVersion] = relationship()
+    dataset: Mapped[Dataset] = relationship()
+
 
 class Alias(Base):
     __tablename__ = "aliases"

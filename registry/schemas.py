@@ -128,3 +128,50 @@ class LineageNode(Schema):
 class Lineage(Schema):
     focus: str  # the patch that was asked about
     root: LineageNode
+
+
+class EvaluationRead(Schema):
+    patch_id: str | None  # None: the base alone
+    base: str
+    dataset: str  # "domain/name"
+    metrics: dict[str, Any]
+    job_id: str | None
+    created_at: datetime
+
+
+class Resolution(Schema):
+    """What `fetch` serves for (domain, base): the patch and the one-sentence reason it was chosen."""
+
+    patch: PatchRead
+    why: str
+
+
+class MatrixCell(Schema):
+    """One (source patch, base version) cell of a family's compatibility matrix.
+
+    `state` is "source", "ported", "incompatible", "compatible" (checked, not ported) or
+    "not checked"; `label` is what people read ("source (validated)", "degraded", …).
+    """
+
+    version: str  # "family:version"
+    state: str
+    label: str
+    patch_id: str | None = None  # the source itself or its ported copy on this version
+    status: str | None = None
+    reasons: list[str] = []  # for "incompatible": why, one sentence per failed check
+
+
+class MatrixRow(Schema):
+    patch_id: str
+    domain: str
+    method: str
+    origin: str
+    base: str
+    cells: list[MatrixCell]
+
+
+class CompatMatrix(Schema):
+    family: str
+    domain: str | None
+    versions: list[str]  # "family:version", in creation order
+    rows: list[MatrixRow]

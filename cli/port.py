@@ -1,0 +1,88 @@
+"""`patchreg port`: move a patch onto another base version without training, and check it."""
+
+from __future__ import annotations
+
+import click
+
+from cli.context import AppContext, json_flag, pass_app
+from cli.output import emit, print_fields, print_table
+from registry.errors import InvalidState
+
+
+def _fmt(metrics: dict | None) -> str:
+    if not metrics:
+        return "-"
+    acc = metrics.get("accuracy")
+    return f"loss {metrics['loss']:.4f}" + (f", acc {acc:.3f}" if acc is not None else "")
+
+
+@click.command()
+@click.argument("patch_id", metavar="PATCH")
+@click.option(
+    "--base", "base_ref", metavar="FAMILY:VERSION", required=True, help="The base version to port onto."
+)
+@click.option("--no-eval", is_flag=True, help="Port and compute statistics, but do not evaluate or gate.")
+@click.option("--margin", default=0.0, show_default=True, help="Gain over the base alone needed to validate.")
+@click.option(
+    "--keep", "keep_fraction", default=0.8, show_default=True, help="Share of the source gain to keep."
+)
+@json_flag
+@pass_app
+def port(
+    app: AppContext, patch_id: str, base_ref: str, no_eval: bool, margin: float, keep_fraction: float
+) -> None:
+    """Port PATCH onto --base (PortLLM: the same delta, no training), then evaluate and gate it.
+
+    The verdict is recorded either way; an incompatible port creates nothing and exits 1.
+    """
+    from trainer.worker.port import GateConfig, port_and_check
+
+    app.ensure_schema()
+    gate = GateConfig(margin=margin, keep_fraction=keep_fraction)
+    report = port_and_check(app.factory, app.store, patch_id, base_ref, evaluate=not no_eval, gate=gate)
+    if report.patch is None:
+        raise InvalidState(f"cannot port to {base_ref}: {report.why}")
+
+    def human() -> None:
+        p = report.patch
+        assert p is not None
+        print_fields(
+            [
+                ("ported patch", f"{p.id} ({'new' if report.created else 'already ported'})"),
+                ("from", f"{p.parent_id} on {report.verdict.source_base}"),
+                ("verdict", report.verdict.verdict),
+                ("portability", f"{report.portability['score']:.3f}" if report.portability else "-"),
+                ("status", p.status),
+                ("why", report.why),
+            ]
+        )
+        if report.rows:
+            click.echo()
+            table = [
+                {
+                    "dataset": r["dataset"],
+                    "base": _fmt(r["base"]),
+                    "ported": _fmt(r["ported"]),
+                    "source": f"{_fmt(r['source'])} (base {_fmt(r['source_base'])})",
+                }
+                for r in report.rows
+            ]
+            columns = [
+                ("DATASET", "dataset"),
+                (f"{base_ref} ALONE", "base"),
+                (f"{base_ref} + PATCH", "ported"),
+                (f"SOURCE ON {report.verdict.source_base}", "source"),
+            ]
+            print_table(table, columns)
+
+    data = {
+        "verdict": report.verdict,
+        "patch": report.patch,
+        "created": report.created,
+        "portability": report.portability,
+        "evaluations": report.rows,
+        "noop": report.noop,
+        "status": report.status,
+        "why": report.why,
+    }
+    emit(app.json_output, data, human)
