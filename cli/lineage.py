@@ -21,9 +21,7 @@ def _line(node: LineageNode, focus: str) -> str:
         )
     if p.job_id:
         parts.append(f"job {p.job_id}")
-    metrics = ", ".join(
-        f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in sorted(p.metrics.items())
-    )
+    metrics = ", ".join(f"{k}={v:.4g}" for k, v in sorted(p.metrics.items()) if isinstance(v, int | float))
     if metrics:
         parts.append(metrics)
     return "  ".join(parts) + ("   <" if p.id == focus else "")
