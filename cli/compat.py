@@ -1,22 +1,69 @@
-"""`patchreg compat`: does a patch fit a base version, and why (not)."""
+"""`patchreg compat`: does a patch fit a base version, and why (not); and a family's matrix.
+
+`compat PATCH --base F:V` (the check) and `compat matrix FAMILY` share one name, so `compat` is a
+group that routes its known subcommands and hands everything else to the check.
+"""
 
 from __future__ import annotations
+
+from typing import Any
 
 import click
 
 from cli.context import AppContext, json_flag, pass_app
 from cli.output import emit, print_fields, print_table
+from registry.schemas import CompatMatrix
 from registry.services import compat as compat_service
+from registry.services import matrix as matrix_service
+
+_CHECK = "\0check"  # routing token: never typed, since a shell argument cannot hold a NUL byte
 
 
-@click.command()
+class _UnnamedContext(click.Context):
+    """Context of a command run under its group's name: usage and hints say `patchreg compat …`."""
+
+    @property
+    def command_path(self) -> str:
+        if self.info_name is None and self.parent is not None:
+            return self.parent.command_path
+        return super().command_path
+
+
+class CheckCommand(click.Command):
+    context_class = _UnnamedContext
+
+
+class CheckOrSubcommand(click.Group):
+    """A group whose first argument is a subcommand name or else the default command's arguments."""
+
+    def __init__(self, *args: Any, default: click.Command, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.default = default
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if args and args[0] not in self.commands and args[0] not in ctx.help_option_names:
+            args = [_CHECK, *args]  # keep the group from reading the check's options as its own
+        return super().parse_args(ctx, args)
+
+    def resolve_command(
+        self, ctx: click.Context, args: list[str]
+    ) -> tuple[str | None, click.Command | None, list[str]]:
+        if args and args[0] == _CHECK:
+            return None, self.default, args[1:]
+        return super().resolve_command(ctx, args)
+
+    def collect_usage_pieces(self, ctx: click.Context) -> list[str]:
+        return ["(PATCH --base FAMILY:VERSION | matrix FAMILY [--domain D])"]
+
+
+@click.command(cls=CheckCommand)
 @click.argument("patch_id", metavar="PATCH")
 @click.option(
     "--base", "base_ref", metavar="FAMILY:VERSION", required=True, help="The base version to check against."
 )
 @json_flag
 @pass_app
-def compat(app: AppContext, patch_id: str, base_ref: str) -> None:
+def check(app: AppContext, patch_id: str, base_ref: str) -> None:
     """Check PATCH against a base version: verdict, reasons, and the LoRA rank a server needs."""
     with app.transaction() as session:
         row = compat_service.check_compat(session, app.store, patch_id, base_ref)
@@ -36,3 +83,43 @@ def compat(app: AppContext, patch_id: str, base_ref: str) -> None:
             print_table(row.reasons, [("CODE", "code"), ("MODULE", "module"), ("WHY", "message")])
 
     emit(app.json_output, row, human)
+
+
+@click.group(cls=CheckOrSubcommand, default=check)
+def compat() -> None:
+    """Check a patch against a base version, or show a family's compatibility matrix.
+
+    \b
+      patchreg compat PATCH --base FAMILY:VERSION   verdict, reasons, PEFT rank (--json)
+      patchreg compat matrix FAMILY [--domain D]    every source patch on every version
+    """
+
+
+@compat.command("matrix")
+@click.argument("family")
+@click.option("--domain", metavar="D", help="Only patches of this domain.")
+@json_flag
+@pass_app
+def matrix(app: AppContext, family: str, domain: str | None) -> None:
+    """Each source patch of FAMILY (rows) on each version (columns): source, ported status,
+    incompatible, compatible but not ported, or not checked."""
+    with app.transaction() as session:
+        table = matrix_service.compat_matrix(session, family, domain)
+    emit(app.json_output, table, lambda: _print_matrix(table))
+
+
+def _print_matrix(table: CompatMatrix) -> None:
+    versions = [ref.partition(":")[2] for ref in table.versions]
+    columns = [("PATCH", "patch"), ("DOMAIN", "domain"), ("METHOD", "method")]
+    columns += [(v, f"v:{v}") for v in versions]
+    rows = [
+        {
+            "patch": row.patch_id,
+            "domain": row.domain,
+            "method": row.method,
+            **{f"v:{v}": cell.label for v, cell in zip(versions, row.cells, strict=True)},
+        }
+        for row in table.rows
+    ]
+    scope = f"family {table.family}" + (f", domain {table.domain}" if table.domain else "")
+    print_table(rows, columns, empty=f"no patches in {scope}")
