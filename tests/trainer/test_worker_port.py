@@ -11,7 +11,7 @@ from sqlalchemy import func, select
 
 from registry.db import transaction
 from registry.models import Evaluation, Patch
-from registry.services import bases, datasets, domains, evaluations, lineage, patches
+from registry.services import aliases, bases, datasets, domains, evaluations, lineage, patches
 from registry.services.lookup import get_dataset
 from tests.conftest import Registry
 from trainer.family import Family, build_family, domain_rows, write_jsonl
@@ -137,3 +137,33 @@ def load_patch_modules(registry: Registry, patch_id: str) -> list[str]:
     with transaction(registry.factory) as s:
         digest = patches.show_patch(s, patch_id).digest
     return load_patch(registry.store.local_path(digest)).modules
+
+
+def test_fetched_peft_adapter_of_the_ported_patch_matches_our_apply(
+    registry: Registry, registered: str, family: Family, tmp_path: Path
+) -> None:
+    from click.testing import CliRunner
+    from peft import PeftModel
+
+    from cli.main import cli
+    from trainer.hf import load_causal_lm
+    from trainer.patch.apply import apply_patch
+
+    report = port_and_check(registry.factory, registry.store, registered, "tiny:v2")
+    assert report.patch is not None
+    with transaction(registry.factory) as s:  # served whatever the gate said, as an alias pins it
+        aliases.set_alias(s, "docs", "tiny:v2", "production", report.patch.id)
+    out = tmp_path / "adapter"
+    args = ["--home", str(registry.home), "--db", registry.url, "fetch", "docs", "--base", "tiny:v2"]
+    result = CliRunner().invoke(cli, [*args, "--format", "peft", "-o", str(out)], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    assert report.patch.id in result.stdout
+
+    ids = torch.tensor([[1, 40, 41, 42, 43, 44, 45, 46]])
+    ours = load_causal_lm(family.v2, dtype=torch.float32)
+    with apply_patch(ours, load_patch(registry.store.local_path(report.patch.digest))), torch.no_grad():
+        expected = ours(input_ids=ids).logits
+    peft_model = PeftModel.from_pretrained(load_causal_lm(family.v2, dtype=torch.float32), out).eval()
+    with torch.no_grad():
+        got = peft_model(input_ids=ids).logits
+    assert (got - expected).abs().max().item() <= 1e-5
