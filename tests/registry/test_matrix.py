@@ -8,22 +8,18 @@ import pytest
 
 from registry.db import transaction
 from registry.errors import NotFound
-from registry.services import bases, compat, domains, patches, ports
+from registry.services import bases, compat, patches, ports
 from registry.services.matrix import compat_matrix
 from tests.conftest import Registry
-from tests.factories import write_patch
+from tests.factories import register_family, write_patch
 
 
 @pytest.fixture
 def family(registry: Registry, make_tiny_model) -> Registry:
     """v1, v2 (other weights), v3 (wider: incompatible), v4 (same shapes, never checked)."""
+    register_family(registry.factory, make_tiny_model, "medical", "legal")
     with transaction(registry.factory) as s:
-        bases.register_base(s, "tiny:v1", str(make_tiny_model(seed=0)))
-        bases.register_base(s, "tiny:v2", str(make_tiny_model(seed=1)), parent="tiny:v1")
-        bases.register_base(s, "tiny:v3", str(make_tiny_model(seed=0, hidden_size=96)), parent="tiny:v2")
         bases.register_base(s, "tiny:v4", str(make_tiny_model(seed=2)), parent="tiny:v3")
-        domains.create_domain(s, "medical")
-        domains.create_domain(s, "legal")
     return registry
 
 

@@ -13,9 +13,9 @@ from sqlalchemy.exc import IntegrityError
 from registry.db import transaction
 from registry.errors import InvalidInput, MalformedFile
 from registry.models import CompatVerdict, Patch
-from registry.services import bases, compat, datasets, domains, lineage, patches, ports
+from registry.services import bases, compat, datasets, lineage, patches, ports
 from tests.conftest import Registry
-from tests.factories import write_patch
+from tests.factories import register_family, write_patch
 from tests.helpers import NothingWritten
 
 
@@ -29,12 +29,9 @@ def family(registry: Registry, make_tiny_model, tmp_path: Path) -> Registry:
     a, b = sorted(vocab)[100:102]
     vocab[a], vocab[b] = vocab[b], vocab[a]
     (vtok / "tokenizer.json").write_text(json.dumps(tok))
+    register_family(registry.factory, make_tiny_model, "medical")
     with transaction(registry.factory) as s:
-        bases.register_base(s, "tiny:v1", str(make_tiny_model(seed=0)))
-        bases.register_base(s, "tiny:v2", str(make_tiny_model(seed=1)), parent="tiny:v1")
-        bases.register_base(s, "tiny:v3", str(make_tiny_model(seed=0, hidden_size=96)), parent="tiny:v2")
         bases.register_base(s, "tiny:vtok", str(vtok), parent="tiny:v1")
-        domains.create_domain(s, "medical")
     return registry
 
 

@@ -8,19 +8,15 @@ import pytest
 
 from registry.db import transaction
 from registry.errors import NotFound
-from registry.services import aliases, bases, compat, domains, patches, ports
+from registry.services import aliases, bases, compat, patches, ports
 from registry.services.resolve import resolve_patch
 from tests.conftest import Registry
-from tests.factories import write_patch
+from tests.factories import register_family, write_patch
 
 
 @pytest.fixture
 def family(registry: Registry, make_tiny_model) -> Registry:
-    with transaction(registry.factory) as s:
-        bases.register_base(s, "tiny:v1", str(make_tiny_model(seed=0)))
-        bases.register_base(s, "tiny:v2", str(make_tiny_model(seed=1)), parent="tiny:v1")
-        bases.register_base(s, "tiny:v3", str(make_tiny_model(seed=0, hidden_size=96)), parent="tiny:v2")
-        domains.create_domain(s, "medical")
+    register_family(registry.factory, make_tiny_model, "medical")
     return registry
 
 
