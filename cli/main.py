@@ -79,11 +79,14 @@ def _register() -> None:
         demo,
         domain,
         fetch,
+        jobs,
         lineage,
         patch,
         patchfile,
         port,
+        train,
         train_local,
+        worker,
     )
 
     for command in (
@@ -97,6 +100,9 @@ def _register() -> None:
         fetch.fetch,
         lineage.lineage,
         alias.alias,
+        train.train,
+        jobs.jobs,
+        worker.worker,
         train_local.train_local_command,
         train_local.eval_command,
         patchfile.export_command,

@@ -247,3 +247,24 @@ class ApiToken(Base):
     scopes: Mapped[list[Any]] = mapped_column(default=list)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     revoked_at: Mapped[datetime | None] = mapped_column()
+
+
+class ImportanceMap(Base):
+    """An ALEWR importance map Ω of one base version, measured on one general dataset.
+
+    Computing Ω costs a short training run, so it is kept (as a blob) and reused by every
+    regularised training job on that base.
+    """
+
+    __tablename__ = "importance_maps"
+    __table_args__ = (UniqueConstraint("base_version_id", "dataset_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    base_version_id: Mapped[int] = mapped_column(ForeignKey("base_versions.id"))
+    dataset_id: Mapped[int] = mapped_column(ForeignKey("datasets.id"))
+    artifact_digest: Mapped[str] = mapped_column(ForeignKey("artifacts.digest"))
+    job_id: Mapped[str | None] = mapped_column(String(12))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    base_version: Mapped[BaseVersion] = relationship()
+    dataset: Mapped[Dataset] = relationship()

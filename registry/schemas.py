@@ -37,6 +37,7 @@ class BaseVersionRead(Schema):
     num_tensors: int
     status: str
     created_at: datetime
+    port_all_job: str | None = None  # set when registering a version with a parent queued its porting
 
 
 class BaseVersionDetail(BaseVersionRead):
@@ -175,3 +176,30 @@ class CompatMatrix(Schema):
     domain: str | None
     versions: list[str]  # "family:version", in creation order
     rows: list[MatrixRow]
+
+
+class JobRead(Schema):
+    id: str
+    kind: str
+    payload: dict[str, Any]
+    status: str
+    attempts: int
+    max_attempts: int
+    dedupe_key: str | None
+    worker: str | None
+    lease_until: datetime | None
+    run_after: datetime
+    progress: dict[str, Any]
+    message: str
+    result: dict[str, Any] | None
+    error: str | None
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+
+
+class TokenRead(Schema):
+    name: str
+    scopes: list[str]
+    created_at: datetime
+    revoked_at: datetime | None

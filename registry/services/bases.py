@@ -11,7 +11,7 @@ from registry.errors import AlreadyExists, InvalidInput
 from registry.fingerprint import fingerprint_model_dir
 from registry.models import BaseFamily, BaseVersion
 from registry.schemas import BaseVersionDetail, BaseVersionRead
-from registry.services import audit
+from registry.services import audit, jobs
 from registry.services.lookup import base_ref, get_base_version, get_family, parse_base_ref
 from registry.sources import resolve_source
 
@@ -45,7 +45,8 @@ def register_base(
 ) -> BaseVersionRead:
     """Fingerprint the model at `source` and record it as `family:version`.
 
-    Every check runs before the first write, so a refused registration leaves nothing behind.
+    Every check runs before the first write, so a refused registration leaves nothing behind. A
+    version with a parent also gets its `port_all` job, which ports the family's patches onto it.
     """
     family_name, version = parse_base_ref(ref)
     family = session.scalar(select(BaseFamily).where(BaseFamily.name == family_name))
@@ -97,7 +98,12 @@ def register_base(
         arch_fingerprint=fp.arch_fingerprint,
         weights_digest=fp.weights_digest,
     )
-    return to_read(row)
+    read = to_read(row)
+    if parent_row is not None:
+        # Same transaction as the version row: a registered release never misses its porting.
+        job, _ = jobs.enqueue(session, "port_all", {"base": ref}, dedupe_key=f"port_all:{row.id}")
+        read = read.model_copy(update={"port_all_job": job.id})
+    return read
 
 
 def list_bases(session: Session, family: str | None = None) -> list[BaseVersionRead]:

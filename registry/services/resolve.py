@@ -37,7 +37,7 @@ def _number(metrics: dict[str, Any], key: str) -> float | None:
     return float(value)
 
 
-def _rank(p: Patch) -> tuple[Any, ...]:
+def rank(p: Patch) -> tuple[Any, ...]:
     """Sort key, best first: accuracy (high), loss (low), newest; missing metrics sort last."""
     acc, loss = _number(p.metrics, "accuracy"), _number(p.metrics, "loss")
     return (acc is None, -(acc or 0.0), loss is None, loss or 0.0, -p.created_at.timestamp(), p.id)
@@ -74,7 +74,7 @@ def resolve_patch(session: Session, domain: str, base: str, method: str | None =
     if method is not None:
         stmt = stmt.where(Patch.method == method)
     here = list(session.scalars(stmt))
-    validated = sorted((p for p in here if p.status == "validated"), key=_rank)
+    validated = sorted((p for p in here if p.status == "validated"), key=rank)
     if validated:
         return Resolution(patch=to_read(validated[0]), why=_best_validated_why(validated[0], validated))
     candidates = sorted(

@@ -52,7 +52,9 @@ def test_register_list_show_with_parent_and_audit(registry: Registry, make_tiny_
         detail = bases.show_base(s, "tiny:v2")
         events = audit.list_events(s)
     assert ["model.embed_tokens.weight", [512, 64], "F32"] in detail.tensor_table
+    assert v1.port_all_job is None and v2.port_all_job is not None
     assert [(e.action, e.subject, e.actor) for e in events] == [
+        ("job.enqueue", v2.port_all_job, "alice"),
         ("base.register", "tiny:v2", "alice"),
         ("base.register", "tiny:v1", "alice"),
         ("family.create", "tiny", "alice"),

@@ -11,6 +11,8 @@ Three phases, so that no transaction stays open across model work:
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -93,9 +95,10 @@ def port_and_check(
     evaluate: bool = True,
     gate: GateConfig | None = None,
     job_id: str | None = None,
+    actor: str | None = None,
 ) -> PortReport:
     gate = gate or GateConfig()
-    with transaction(factory) as s:
+    with _unit(factory, actor) as s:
         outcome = ports.port_patch(s, store, patch_id, base, job_id=job_id)
         report = PortReport(outcome.verdict, outcome.patch, outcome.created)
         if outcome.patch is None:
@@ -117,7 +120,7 @@ def port_and_check(
             "--no-eval" if not evaluate else "the domain has no readable eval dataset"
         )
 
-    with transaction(factory) as s:
+    with _unit(factory, actor) as s:
         compat.record_portability(s, plan.source_id, base, report.portability)
         for (ds_id, _, _), row in zip(plan.eval_sets, report.rows, strict=True):
             for role in ROLES:
@@ -128,6 +131,14 @@ def port_and_check(
             ported.metrics = {**ported.metrics, **_summary(report.rows), "gate": report.why}
             report.patch = patches.set_status(s, plan.ported_id, report.status, report.why)
     return report
+
+
+@contextmanager
+def _unit(factory: sessionmaker[Session], actor: str | None) -> Iterator[Session]:
+    with transaction(factory) as s:
+        if actor is not None:
+            s.info["actor"] = actor
+        yield s
 
 
 def _plan(s: Session, store: ArtifactStore, source_id: str, ported: PatchRead, evaluate: bool) -> _Plan:

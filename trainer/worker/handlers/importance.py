@@ -1,0 +1,45 @@
+"""`importance`: measure a base version's ALEWR importance map on a general dataset, once."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from registry.models import Dataset
+from registry.services import datasets, training
+from registry.services.lookup import get_base_version
+from registry.sources import resolve_source
+from trainer.worker.context import JobContext
+
+
+def ensure_importance(ctx: JobContext, base: str, dataset_id: int) -> Path:
+    """The local file of the stored map for (base, dataset), computing and storing it if missing."""
+    from trainer.data import read_jsonl
+    from trainer.methods.alewr.importance import compute_importance
+
+    with ctx.transaction() as s:
+        digest = training.find_importance(s, base, dataset_id)
+        if digest is not None:
+            return ctx.store.local_path(digest)
+        model_dir = resolve_source(get_base_version(s, base).source_uri).path
+        ds = s.get(Dataset, dataset_id)
+        assert ds is not None, f"dataset {dataset_id} vanished"
+        rows_path = datasets.readable_path(s, ctx.store, ds)
+    ctx.progress(0, 1, f"measuring ALEWR importance of {base}")
+    out = compute_importance(
+        model_dir, read_jsonl(rows_path), out_path=ctx.work_dir / "importance.safetensors", device=ctx.device
+    )
+    with ctx.transaction() as s:
+        digest = training.record_importance(s, ctx.store, base, dataset_id, out, ctx.job.id)
+    ctx.progress(1, 1, f"importance of {base} stored")
+    return ctx.store.local_path(digest)
+
+
+def run(ctx: JobContext) -> dict[str, Any]:
+    base, dataset_id = ctx.payload["base"], int(ctx.payload["dataset_id"])
+    ensure_importance(ctx, base, dataset_id)
+    with ctx.transaction() as s:
+        digest = training.find_importance(s, base, dataset_id)
+        result = {"base": base, "dataset_id": dataset_id, "digest": digest}
+        ctx.complete_in(s, result)
+    return result

@@ -1,0 +1,231 @@
+"""The worker loop: claim a job, run its handler under a renewed lease, record the outcome.
+
+One job at a time per worker; run as many workers as there are devices, on as many machines as
+share the database and the artifact store. A worker killed mid-job simply stops renewing its lease;
+the job becomes claimable again when the lease expires, and handlers are written so that a rerun
+never duplicates what the first attempt committed.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import threading
+import traceback
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from registry.db import transaction
+from registry.errors import (
+    AlreadyExists,
+    Ambiguous,
+    DataUnavailable,
+    InvalidInput,
+    InvalidState,
+    NotFound,
+    PatchregError,
+)
+from registry.schemas import JobRead
+from registry.services import jobs
+from registry.store import ArtifactStore
+from trainer.errors import ConfigError, DataError, IncompatibleModel, PatchFormatError, TrainerError
+from trainer.worker.context import JobCancelled, JobContext, ProgressState
+
+Handler = Callable[[JobContext], dict[str, Any]]
+
+# Errors that another attempt cannot fix: the job fails at once instead of retrying.
+PERMANENT = (
+    InvalidInput,
+    NotFound,
+    Ambiguous,
+    AlreadyExists,
+    InvalidState,
+    DataUnavailable,
+    ConfigError,
+    DataError,
+    IncompatibleModel,
+    PatchFormatError,
+)
+
+
+def default_worker_name() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+@dataclass
+class WorkerConfig:
+    work_root: Path
+    name: str = field(default_factory=default_worker_name)
+    device: str = "auto"
+    lease_seconds: float = 60.0
+    poll_seconds: float = 2.0
+    backoff_seconds: float = 30.0
+    kinds: tuple[str, ...] | None = None
+
+    @property
+    def heartbeat_seconds(self) -> float:
+        return max(0.2, min(self.lease_seconds / 3, 2.0))
+
+
+JobEvent = Callable[[str, JobRead, dict[str, Any]], None]  # ("start"|"progress"|"end", job, info)
+
+
+class Worker:
+    def __init__(
+        self,
+        factory: sessionmaker[Session],
+        store: ArtifactStore,
+        config: WorkerConfig,
+        handlers: dict[str, Handler] | None = None,
+        on_event: JobEvent | None = None,
+    ) -> None:
+        if handlers is None:
+            from trainer.worker.handlers import HANDLERS
+
+            handlers = HANDLERS
+        self.factory, self.store, self.config = factory, store, config
+        self.handlers = handlers
+        self.on_event = on_event
+        self.stop_requested = threading.Event()
+
+    def _transaction(self) -> AbstractContextManager[Session]:
+        return _acting(self.factory, self.config.name)
+
+    def claim(self) -> JobRead | None:
+        kinds = self.config.kinds or tuple(self.handlers)
+        with self._transaction() as s:
+            return jobs.claim(s, self.config.name, lease_seconds=self.config.lease_seconds, kinds=kinds)
+
+    def run_one(self) -> JobRead | None:
+        """Claim and run one job; None when none was claimable. Returns the job as it ended."""
+        job = self.claim()
+        if job is None:
+            return None
+        self._emit("start", job, {})
+        work_dir = self._fresh_work_dir(job)
+        ctx = JobContext(
+            job=job,
+            worker=self.config.name,
+            factory=self.factory,
+            store=self.store,
+            device=self.config.device,
+            work_dir=work_dir,
+            state=ProgressState(),
+            on_progress=(lambda j, p, m: self._emit("progress", j, {"progress": p, "message": m})),
+        )
+        beat_stop = threading.Event()
+        beat = threading.Thread(target=self._heartbeat, args=(ctx, beat_stop), daemon=True)
+        beat.start()
+        try:
+            result = self.handlers[job.kind](ctx)
+            beat_stop.set()
+            beat.join()
+            if not ctx.completed:
+                with self._transaction() as s:
+                    if not jobs.complete(s, job.id, self.config.name, result):
+                        raise JobCancelled(f"job {job.id} was cancelled or taken over")
+        except JobCancelled as exc:
+            ended = self._show(job.id)
+            self._emit("end", ended, {"cancelled": str(exc)})
+            return ended
+        except Exception as exc:
+            permanent = isinstance(exc, PERMANENT)
+            error = _describe(exc)
+            with self._transaction() as s:
+                jobs.fail(
+                    s,
+                    job.id,
+                    self.config.name,
+                    error,
+                    retry=not permanent,
+                    backoff_seconds=self.config.backoff_seconds,
+                )
+        finally:
+            beat_stop.set()
+            beat.join()
+            shutil.rmtree(work_dir, ignore_errors=True)
+        ended = self._show(job.id)
+        self._emit("end", ended, {})
+        return ended
+
+    def run(self, *, once: bool = False, until_idle: bool = False) -> int:
+        """Work until stopped (or after one job with `once`, or when no job is left with
+        `until_idle`); returns how many jobs this worker ran."""
+        ran = 0
+        while not self.stop_requested.is_set():
+            job = self.run_one()
+            if job is not None:
+                ran += 1
+                if once:
+                    break
+                continue
+            if once or (until_idle and not self._work_pending()):
+                break
+            self.stop_requested.wait(self.config.poll_seconds)
+        return ran
+
+    def _work_pending(self) -> bool:
+        """Whether a job could still become claimable soon (queued with a backoff, or running
+        elsewhere under a lease that may expire): `--until-idle` waits for those."""
+        with self._transaction() as s:
+            return any(jobs.list_jobs(s, status=st, limit=1) for st in ("queued", "running"))
+
+    def _heartbeat(self, ctx: JobContext, stop: threading.Event) -> None:
+        while not stop.wait(self.config.heartbeat_seconds):
+            snap = ctx.state.snapshot()
+            progress, message = snap if snap is not None else (None, None)
+            try:
+                with self._transaction() as s:
+                    held = jobs.heartbeat(
+                        s,
+                        ctx.job.id,
+                        self.config.name,
+                        lease_seconds=self.config.lease_seconds,
+                        progress=progress,
+                        message=message,
+                    )
+            except Exception:  # the database is briefly away: keep working, try again next beat
+                continue
+            if not held:
+                ctx.state.stopped = f"job {ctx.job.id} was cancelled or taken over by another worker"
+                return
+
+    def _fresh_work_dir(self, job: JobRead) -> Path:
+        """A scratch directory for this attempt; earlier attempts' leftovers (a killed worker's)
+        are ours to remove now that we hold the job."""
+        root = self.config.work_root
+        root.mkdir(parents=True, exist_ok=True)
+        for stale in root.glob(f"{job.id}.*"):
+            shutil.rmtree(stale, ignore_errors=True)
+        path = root / f"{job.id}.{job.attempts}"
+        path.mkdir()
+        return path
+
+    def _show(self, job_id: str) -> JobRead:
+        with self._transaction() as s:
+            return jobs.show_job(s, job_id)
+
+    def _emit(self, kind: str, job: JobRead, info: dict[str, Any]) -> None:
+        if self.on_event is not None:
+            self.on_event(kind, job, info)
+
+
+@contextmanager
+def _acting(factory: sessionmaker[Session], worker: str) -> Iterator[Session]:
+    with transaction(factory) as s:
+        s.info["actor"] = f"worker:{worker}"
+        yield s
+
+
+def _describe(exc: BaseException) -> str:
+    """What the job row keeps: the one-line message of a known error, else the traceback's tail."""
+    if isinstance(exc, PatchregError | TrainerError):
+        return f"{exc.code}: {exc.message}"
+    tail = "".join(traceback.format_exception(exc)[-6:])
+    return f"{type(exc).__name__}: {exc}\n{tail}"[:4000]
