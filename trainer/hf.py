@@ -28,3 +28,18 @@ def load_causal_lm(model_dir: Path | str, dtype: Any = "auto") -> Any:
 
     _quiet()
     return AutoModelForCausalLM.from_pretrained(model_dir, dtype=dtype)
+
+
+def resolve_device(name: str = "auto") -> Any:
+    """`auto` → CUDA when present, else CPU; `cuda` without a GPU is an error, not a silent CPU run."""
+    import torch
+
+    from trainer.errors import ConfigError
+
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("device 'cuda' was asked for, but no CUDA device is available")
+    if name not in ("cpu", "cuda"):
+        raise ConfigError(f"unknown device {name!r}; choose auto, cuda or cpu")
+    return torch.device(name)

@@ -96,6 +96,7 @@ def port_and_check(
     gate: GateConfig | None = None,
     job_id: str | None = None,
     actor: str | None = None,
+    device: str = "cpu",
 ) -> PortReport:
     gate = gate or GateConfig()
     with _unit(factory, actor) as s:
@@ -112,7 +113,7 @@ def port_and_check(
     patch_file = load_patch(plan.patch_path)
     report.portability = portability_stats(patch_file, plan.dir_a, plan.dir_b).to_dict()
     if plan.eval_sets:
-        noop, report.rows = _measure(patch_file, plan)
+        noop, report.rows = _measure(patch_file, plan, device)
         report.noop = noop.to_dict()
         report.status, report.why = decide(report.rows, noop.no_op_reason(gate.noop_tolerance), gate)
     else:
@@ -175,19 +176,21 @@ def _plan(s: Session, store: ArtifactStore, source_id: str, ported: PatchRead, e
     )
 
 
-def _measure(patch_file: Any, plan: _Plan) -> tuple[Any, list[dict[str, Any]]]:
+def _measure(patch_file: Any, plan: _Plan, device: str) -> tuple[Any, list[dict[str, Any]]]:
     """(no-op check on the new base, per-dataset metrics for every role), reusing stored numbers."""
     from trainer.data import read_jsonl
     from trainer.evaluate import evaluate
-    from trainer.hf import load_causal_lm, load_tokenizer
+    from trainer.hf import load_causal_lm, load_tokenizer, resolve_device
     from trainer.patch.apply import apply_patch
     from trainer.port.noop import patch_effect
 
+    target = resolve_device(device)
     models: dict[Path, tuple[Any, Any]] = {}
 
     def model(directory: Path) -> tuple[Any, Any]:
         if directory not in models:
-            models[directory] = (load_causal_lm(directory, dtype="auto"), load_tokenizer(directory))
+            loaded = load_causal_lm(directory, dtype="auto").to(target)
+            models[directory] = (loaded, load_tokenizer(directory))
         return models[directory]
 
     def run(directory: Path, rows: list[Any], with_patch: bool) -> dict[str, Any]:

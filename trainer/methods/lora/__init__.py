@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from typing import Any
 
@@ -63,7 +64,10 @@ class LoraMethod(Method):
             target_modules=targets,
             bias="none",
         )
-        return get_peft_model(model, peft_config), {"targets": targets}
+        with warnings.catch_warnings():  # PEFT calls a transformers API deprecated in v5; not ours to fix
+            warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+            wrapped = get_peft_model(model, peft_config)
+        return wrapped, {"targets": targets}
 
     def extract_patch(self, prepared: Prepared, config: MethodConfig) -> Patch:
         from peft.tuners.lora import LoraLayer

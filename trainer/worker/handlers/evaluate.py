@@ -38,7 +38,13 @@ def run(ctx: JobContext) -> dict[str, Any]:
     if source_id is not None:
         ctx.progress(0, 1, f"re-checking ported patch {patch_id} on {base}")
         report = port_and_check(
-            ctx.factory, ctx.store, source_id, base, job_id=ctx.job.id, actor=f"worker:{ctx.worker}"
+            ctx.factory,
+            ctx.store,
+            source_id,
+            base,
+            job_id=ctx.job.id,
+            actor=f"worker:{ctx.worker}",
+            device=ctx.device,
         )
         return {"patch_id": patch_id, "status": report.status, "why": report.why}
     if not sets:
@@ -88,12 +94,13 @@ def _measure(
 ) -> tuple[Any, list[dict[str, Any]]]:
     from trainer.data import read_jsonl
     from trainer.evaluate import evaluate
-    from trainer.hf import load_causal_lm, load_tokenizer
+    from trainer.hf import load_causal_lm, load_tokenizer, resolve_device
     from trainer.patch.apply import apply_patch
     from trainer.patch.io import load_patch
     from trainer.port.noop import patch_effect
 
-    model, tokenizer = load_causal_lm(model_dir, dtype="auto"), load_tokenizer(model_dir)
+    model = load_causal_lm(model_dir, dtype="auto").to(resolve_device(ctx.device))
+    tokenizer = load_tokenizer(model_dir)
     patch_file = load_patch(patch_path)
     noop = patch_effect(model, tokenizer, patch_file)
     out = []

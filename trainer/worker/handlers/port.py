@@ -17,7 +17,13 @@ def run(ctx: JobContext) -> dict[str, Any]:
     patch_id, base = ctx.payload["patch_id"], ctx.payload["base"]
     ctx.progress(0, 2, f"porting {patch_id} onto {base}")
     report = port_and_check(
-        ctx.factory, ctx.store, patch_id, base, job_id=ctx.job.id, actor=f"worker:{ctx.worker}"
+        ctx.factory,
+        ctx.store,
+        patch_id,
+        base,
+        job_id=ctx.job.id,
+        actor=f"worker:{ctx.worker}",
+        device=ctx.device,
     )
     ctx.progress(1, 2, f"{patch_id} on {base}: {report.verdict.verdict}, {report.status or 'not gated'}")
     result: dict[str, Any] = {
