@@ -7,6 +7,7 @@ import click
 from cli.context import AppContext, json_flag, pass_app
 from cli.output import emit, print_fields, print_table
 from cli.progress import byte_progress
+from registry.schemas import BaseVersionRead
 from registry.services import bases
 
 LIST_COLUMNS = [
@@ -42,10 +43,17 @@ def register(app: AppContext, ref: str, source: str, parent: str | None) -> None
     emit(
         app.json_output,
         row,
-        lambda: click.echo(
-            f"registered {row.ref} ({row.num_parameters:,} parameters, arch {row.arch_fingerprint[:12]})"
-        ),
+        lambda: _said_registered(row),
     )
+
+
+def _said_registered(row: BaseVersionRead) -> None:
+    click.echo(f"registered {row.ref} ({row.num_parameters:,} parameters, arch {row.arch_fingerprint[:12]})")
+    if row.port_all_job:
+        click.echo(
+            f"queued job {row.port_all_job}: port every patch of {row.parent}'s line onto {row.ref} "
+            "(`patchreg worker` runs it; `patchreg jobs show` follows it)"
+        )
 
 
 @base.command("list")

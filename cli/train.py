@@ -51,8 +51,13 @@ def train(
 
     Settings are checked now, so a typo fails here and queues nothing.
     """
-    from trainer.methods import parse_overrides
+    from trainer.errors import ConfigError
+    from trainer.methods import get_method, parse_overrides
+    from trainer.methods.base import RegularizedConfig
 
+    if regularize and not issubclass(get_method(method).config_cls, RegularizedConfig):
+        # said here: `regularize=` below would otherwise be reported as a `--set` the user never typed
+        raise ConfigError(f"method {method!r} does not support --regularize {regularize} (use full or s2ft)")
     settings = list(overrides) + ([f"regularize={regularize}"] if regularize else [])
     parse_overrides(method, settings)  # TrainerError → one line, nothing queued
     args = {

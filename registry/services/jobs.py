@@ -115,10 +115,12 @@ def claim(
             job = session.scalar(stmt.with_for_update(skip_locked=True))
             if job is None:
                 return None
+            previous_worker = job.worker
         else:
             job = session.scalar(stmt)
             if job is None:
                 return None
+            previous_worker = job.worker  # the conditional UPDATE below overwrites it
             # SQLite: the conditional UPDATE is the claim; a job someone else took no longer matches.
             taken = session.execute(
                 update(Job)
@@ -131,17 +133,18 @@ def claim(
                 continue
             session.refresh(job)
         if job.status == "running" and job.attempts >= job.max_attempts:
+            job.worker = previous_worker
             _finish(
                 job,
                 "failed",
-                error=f"worker {job.worker} stopped responding on the last attempt"
+                error=f"worker {previous_worker} stopped responding on the last attempt"
                 f" ({job.attempts} of {job.max_attempts}); giving up",
             )
             audit.record(session, "job.failed", job.id, kind=job.kind, error=job.error)
             session.flush()
             continue
         if job.status == "running":
-            audit.record(session, "job.reclaim", job.id, previous_worker=job.worker, worker=worker)
+            audit.record(session, "job.reclaim", job.id, previous_worker=previous_worker, worker=worker)
         job.status = "running"
         job.worker = worker
         job.lease_until = now + timedelta(seconds=lease_seconds)

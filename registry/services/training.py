@@ -25,6 +25,7 @@ from registry.store import ArtifactStore
 
 TRAIN_METHODS = ("lora", "s2ft", "propulsion", "full")
 REGULARIZERS = ("alewr",)
+REGULARIZABLE = ("full", "s2ft")  # the methods whose trained weights ALEWR's penalty can anchor
 IMPORTANCE_MEDIA_TYPE = "application/vnd.patchreg.importance+safetensors"
 TRAIN_ARGS: dict[str, type] = {
     "steps": int,
@@ -112,6 +113,10 @@ def enqueue_train(
         raise InvalidInput(f"unknown method {method!r}; choose one of {', '.join(TRAIN_METHODS)}")
     if regularize is not None and regularize not in REGULARIZERS:
         raise InvalidInput(f"unknown regulariser {regularize!r}; choose one of {', '.join(REGULARIZERS)}")
+    if regularize is not None and method not in REGULARIZABLE:
+        raise InvalidInput(
+            f"method {method!r} does not support --regularize {regularize} (use {' or '.join(REGULARIZABLE)})"
+        )
     if origin not in ("trained", "retrained"):
         raise InvalidInput(f"a training job makes trained or retrained patches, not {origin}")
     if overrides and method_config is not None:
