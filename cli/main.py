@@ -84,6 +84,8 @@ def _register() -> None:
         patch,
         patchfile,
         port,
+        serve,
+        token,
         train,
         train_local,
         worker,
@@ -108,6 +110,8 @@ def _register() -> None:
         patchfile.export_command,
         audit.audit,
         demo.demo,
+        token.token,
+        serve.serve,
     ):
         cli.add_command(command)
 

@@ -22,6 +22,10 @@ class Settings(BaseSettings):
     database_url: str | None = None
     store: Path | None = None
     actor: str | None = None
+    # HTTP API: reads may be opened to callers without a token; writes always need one.
+    api_open_reads: bool = False
+    api_max_upload_bytes: int = Field(default=1 << 30, gt=0)  # one multipart upload (patch, dataset)
+    api_max_json_bytes: int = Field(default=1 << 20, gt=0)  # any other request body
 
     @property
     def resolved_database_url(self) -> str:

@@ -1,0 +1,61 @@
+"""`patchreg token`: API tokens for the HTTP server (`patchreg serve`)."""
+
+from __future__ import annotations
+
+import click
+
+from cli.context import AppContext, json_flag, pass_app
+from cli.output import emit, print_table
+from registry.services import tokens
+
+
+@click.group()
+def token() -> None:
+    """Create, list and revoke API tokens (scopes: read, write, admin)."""
+
+
+@token.command("create")
+@click.argument("name")
+@click.option(
+    "--scopes",
+    default="read",
+    show_default=True,
+    metavar="LIST",
+    help="Comma-separated: read, write (implies read), admin (implies both; manages tokens).",
+)
+@json_flag
+@pass_app
+def create(app: AppContext, name: str, scopes: str) -> None:
+    """Create a token NAME and print its secret: it is shown this once and never stored."""
+    with app.transaction() as session:
+        row, secret = tokens.create(session, name, scopes)
+    emit(
+        app.json_output,
+        {"token": row, "secret": secret},
+        lambda: click.echo(
+            f"created token {row.name} ({', '.join(row.scopes)}); its secret, shown only now:\n{secret}"
+        ),
+    )
+
+
+@token.command("list")
+@json_flag
+@pass_app
+def list_(app: AppContext) -> None:
+    """List tokens (names and scopes; secrets are never stored)."""
+    with app.transaction() as session:
+        rows = tokens.list_tokens(session)
+    table = [{**r.model_dump(), "scopes": ",".join(r.scopes)} for r in rows]
+    columns = [("TOKEN", "name"), ("SCOPES", "scopes"), ("CREATED", "created_at"), ("REVOKED", "revoked_at")]
+    emit(app.json_output, rows, lambda: print_table(table, columns, empty="no tokens"))
+
+
+@token.command("revoke")
+@click.argument("name")
+@json_flag
+@pass_app
+def revoke(app: AppContext, name: str) -> None:
+    """Revoke token NAME at once; the name stays taken so the audit log keeps its meaning."""
+    with app.transaction() as session:
+        row = tokens.revoke(session, name)
+    emit(app.json_output, row, lambda: click.echo(f"revoked token {row.name}"))

@@ -1,0 +1,40 @@
+"""Base model versions: list, show, register from a server-side directory or an hf:// source."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+from pydantic import BaseModel, ConfigDict, Field
+
+from registry.api.auth import Reader, Writer
+from registry.schemas import BaseVersionDetail, BaseVersionRead
+from registry.services import bases
+
+router = APIRouter(tags=["bases"])
+
+
+class BaseRegistration(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    ref: str = Field(description="FAMILY:VERSION, e.g. llama3:3.1")
+    source: str = Field(description="A model directory on the server, or hf://ORG/NAME[@REVISION]")
+    parent: str | None = Field(default=None, description="The version this one evolved from")
+
+
+@router.get("/bases")
+def list_bases(ctx: Reader, family: str | None = None) -> list[BaseVersionRead]:
+    with ctx.transaction() as s:
+        return bases.list_bases(s, family)
+
+
+@router.get("/bases/{ref}")
+def show_base(ref: str, ctx: Reader) -> BaseVersionDetail:
+    with ctx.transaction() as s:
+        return bases.show_base(s, ref)
+
+
+@router.post("/bases", status_code=201)
+def register_base(body: BaseRegistration, ctx: Writer) -> BaseVersionRead:
+    """Fingerprint the model (weights are hashed in a stream, never loaded) and record it; a version
+    with a parent also gets its `port_all` job in the same transaction."""
+    with ctx.transaction() as s:
+        return bases.register_base(s, body.ref, body.source, parent=body.parent)

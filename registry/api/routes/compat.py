@@ -1,0 +1,49 @@
+"""Compatibility: a patch against a base version, a family's matrix, and queuing a port."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Response
+from pydantic import BaseModel, ConfigDict, Field
+
+from registry.api.auth import Reader, Writer
+from registry.errors import InvalidInput
+from registry.schemas import CompatMatrix, JobRead, VerdictRead
+from registry.services import bases, compat, jobs, matrix, patches
+from registry.services.release import port_key
+
+router = APIRouter(tags=["compatibility"])
+
+
+class PortRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    base: str = Field(description="FAMILY:VERSION to port the patch onto")
+
+
+@router.get("/patches/{patch_id}/compat")
+def check_compat(patch_id: str, base: str, ctx: Reader) -> VerdictRead:
+    """The verdict and every reason, from fingerprints alone. Recorded like `patchreg compat` does,
+    except for anonymous callers (open reads), whose requests never write."""
+    with ctx.transaction() as s:
+        return compat.check_compat(s, ctx.store, patch_id, base)
+
+
+@router.get("/families/{family}/matrix")
+def family_matrix(family: str, ctx: Reader, domain: str | None = None) -> CompatMatrix:
+    with ctx.transaction() as s:
+        return matrix.compat_matrix(s, family, domain)
+
+
+@router.post("/patches/{patch_id}/port", status_code=201, responses={200: {"description": "Already queued"}})
+def enqueue_port(patch_id: str, body: PortRequest, response: Response, ctx: Writer) -> JobRead:
+    """Queue a `port` job for a worker: 201 when queued now, 200 with the job already queued."""
+    with ctx.transaction() as s:
+        patch = patches.show_patch(s, patch_id)
+        target = bases.show_base(s, body.base).ref
+        if patch.base == target:
+            raise InvalidInput(f"patch {patch.id} already belongs to {target}")
+        job, created = jobs.enqueue(
+            s, "port", {"patch_id": patch.id, "base": target}, dedupe_key=port_key(patch.id, target)
+        )
+    response.status_code = 201 if created else 200
+    return job

@@ -1,0 +1,65 @@
+"""Jobs: list, show, cancel, retry, and queue a training job."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Response
+from pydantic import BaseModel, ConfigDict, Field
+
+from registry.api.auth import Reader, Writer
+from registry.schemas import JobRead
+from registry.services import jobs, training
+
+router = APIRouter(tags=["jobs"])
+
+
+class TrainRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    domain: str
+    base: str = Field(description="FAMILY:VERSION to train on")
+    method: str = Field(description=f"One of {', '.join(training.TRAIN_METHODS)}")
+    overrides: list[str] = Field(default_factory=list, description="Method settings as key=value")
+    regularize: str | None = Field(default=None, description="alewr, or none")
+    dataset: str | None = Field(default=None, description="Train dataset (default: the newest readable)")
+    general_dataset: str | None = Field(default=None, description="General data for ALEWR importance")
+    args: dict[str, Any] | None = Field(default=None, description="steps, lr, batch_size, …")
+
+
+@router.get("/jobs")
+def list_jobs(
+    ctx: Reader,
+    status: str | None = None,
+    kind: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> list[JobRead]:
+    with ctx.transaction() as s:
+        return jobs.list_jobs(s, status=status, kind=kind, limit=limit)
+
+
+@router.post("/jobs/train", status_code=201)
+def enqueue_train(body: TrainRequest, response: Response, ctx: Writer) -> JobRead:
+    """Check everything the job needs (domain, base, a readable train dataset, the method) and queue it."""
+    with ctx.transaction() as s:
+        job, created = training.enqueue_train(s, **body.model_dump())
+    response.status_code = 201 if created else 200
+    return job
+
+
+@router.get("/jobs/{job_id}")
+def show_job(job_id: str, ctx: Reader) -> JobRead:
+    with ctx.transaction() as s:
+        return jobs.show_job(s, job_id)
+
+
+@router.post("/jobs/{job_id}/cancel")
+def cancel_job(job_id: str, ctx: Writer) -> JobRead:
+    with ctx.transaction() as s:
+        return jobs.cancel(s, job_id)
+
+
+@router.post("/jobs/{job_id}/retry")
+def retry_job(job_id: str, ctx: Writer) -> JobRead:
+    with ctx.transaction() as s:
+        return jobs.retry(s, job_id)

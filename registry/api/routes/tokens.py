@@ -1,0 +1,43 @@
+"""API tokens (admin scope): list, create (the secret is in this one response only), revoke."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+from pydantic import BaseModel, ConfigDict, Field
+
+from registry.api.auth import Admin
+from registry.schemas import TokenRead
+from registry.services import tokens
+
+router = APIRouter(tags=["tokens"])
+
+
+class TokenCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str
+    scopes: list[str] = Field(description=f"Some of {', '.join(tokens.SCOPES)}")
+
+
+class NewToken(BaseModel):
+    token: TokenRead
+    secret: str = Field(description="Shown once; the registry keeps only its sha256")
+
+
+@router.get("/tokens")
+def list_tokens(ctx: Admin) -> list[TokenRead]:
+    with ctx.transaction() as s:
+        return tokens.list_tokens(s)
+
+
+@router.post("/tokens", status_code=201)
+def create_token(body: TokenCreate, ctx: Admin) -> NewToken:
+    with ctx.transaction() as s:
+        token, secret = tokens.create(s, body.name, body.scopes)
+    return NewToken(token=token, secret=secret)
+
+
+@router.delete("/tokens/{name}")
+def revoke_token(name: str, ctx: Admin) -> TokenRead:
+    with ctx.transaction() as s:
+        return tokens.revoke(s, name)
