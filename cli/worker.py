@@ -64,7 +64,9 @@ class _Reporter:
 
 @click.command()
 @click.option("--once", is_flag=True, help="Run at most one job, then exit.")
-@click.option("--until-idle", is_flag=True, help="Exit when no job is queued or running anywhere.")
+@click.option(
+    "--until-idle", is_flag=True, help="Exit when no job of its kinds is queued or running anywhere."
+)
 @click.option(
     "--device",
     type=click.Choice(["auto", "cuda", "cpu"]),

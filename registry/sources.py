@@ -27,7 +27,8 @@ def resolve_source(source: str) -> ResolvedSource:
         return _resolve_hf(source[len(HF_PREFIX) :])
     path = Path(source).expanduser().resolve()
     if not path.exists():
-        raise InvalidInput(f"{source}: no such directory")
+        # Retryable, not bad input: a worker on another machine may have the path mounted.
+        raise SourceUnavailable(f"{source}: no such directory on this machine")
     return ResolvedSource(path=path, uri=str(path), revision=None)
 
 

@@ -12,7 +12,14 @@ import pytest
 from sqlalchemy.orm import Session
 
 from registry.db import transaction
-from registry.errors import AlreadyExists, DataUnavailable, InvalidInput, MalformedFile, NotFound
+from registry.errors import (
+    AlreadyExists,
+    DataUnavailable,
+    InvalidInput,
+    MalformedFile,
+    NotFound,
+    SourceUnavailable,
+)
 from registry.models import Patch
 from registry.services import aliases, audit, bases, datasets, domains
 from registry.services.lookup import get_dataset, get_patch
@@ -80,7 +87,7 @@ def test_bad_registrations_write_nothing(registry: Registry, make_tiny_model, tm
             NotFound,
             r"no base version tiny:v0 \(known versions of tiny: v1\)",
         ),
-        ("tiny:v2", str(tmp_path / "nowhere"), None, InvalidInput, "no such directory"),
+        ("tiny:v2", str(tmp_path / "nowhere"), None, SourceUnavailable, "no such directory"),
         ("tiny-v2", str(model), None, InvalidInput, "expected FAMILY:VERSION"),
         ("other:v1", str(model), "tiny:v1", InvalidInput, "another family"),
     ]

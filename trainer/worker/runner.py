@@ -171,10 +171,15 @@ class Worker:
         return ran
 
     def _work_pending(self) -> bool:
-        """Whether a job could still become claimable soon (queued with a backoff, or running
-        elsewhere under a lease that may expire): `--until-idle` waits for those."""
+        """Whether a job of our kinds could still become claimable soon (queued with a backoff, or
+        running elsewhere under a lease that may expire): `--until-idle` waits for those."""
+        kinds = self.config.kinds or tuple(self.handlers)
         with self._transaction() as s:
-            return any(jobs.list_jobs(s, status=st, limit=1) for st in ("queued", "running"))
+            return any(
+                jobs.list_jobs(s, status=st, kind=kind, limit=1)
+                for st in ("queued", "running")
+                for kind in kinds
+            )
 
     def _heartbeat(self, ctx: JobContext, stop: threading.Event) -> None:
         while not stop.wait(self.config.heartbeat_seconds):
