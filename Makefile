@@ -20,8 +20,9 @@ $(STAMP): $(BIN)/python pyproject.toml
 
 install: $(STAMP)
 
+# The whole story on a tiny model family, in $(PATCHREG_HOME); `make demo DEMO_ARGS=--quick` for ~20 s.
 demo: $(STAMP)
-	$(BIN)/patchreg demo
+	$(BIN)/patchreg demo $(DEMO_ARGS)
 
 test: $(STAMP)
 	$(BIN)/ruff check .
