@@ -10,7 +10,6 @@ Like every service these functions never commit: the caller's transaction makes 
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
@@ -21,10 +20,11 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from registry.db import utcnow
-from registry.errors import Ambiguous, InvalidInput, InvalidState, NotFound
+from registry.errors import InvalidInput, InvalidState
 from registry.models import JOB_KINDS, JOB_STATUSES, Job, short_id
 from registry.schemas import JobRead
 from registry.services import audit
+from registry.services.lookup import by_id_prefix
 
 FINISHED = ("succeeded", "failed", "cancelled")
 
@@ -35,15 +35,7 @@ def to_read(job: Job) -> JobRead:
 
 def get_job(session: Session, id_or_prefix: str) -> Job:
     """A job by its id or any unique prefix of at least 4 characters."""
-    prefix = id_or_prefix.strip().lower()
-    if not re.fullmatch(r"[0-9a-f]{4,12}", prefix):
-        raise InvalidInput(f"invalid job id {id_or_prefix!r}: expected 4 to 12 hex digits")
-    rows = session.scalars(select(Job).where(Job.id.startswith(prefix)).limit(6)).all()
-    if not rows:
-        raise NotFound(f"no job with id {prefix}")
-    if len(rows) > 1:
-        raise Ambiguous(f"job id prefix {prefix} matches several jobs; type more of it")
-    return rows[0]
+    return by_id_prefix(session, Job, "job", id_or_prefix)
 
 
 def enqueue(

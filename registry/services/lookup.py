@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import re
+from typing import TypeVar
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from registry.errors import Ambiguous, InvalidInput, NotFound
 from registry.models import BaseFamily, BaseVersion, Dataset, Domain, Patch
+
+T = TypeVar("T")
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 
@@ -67,15 +70,21 @@ def get_dataset(session: Session, domain: str, name: str) -> Dataset:
     return row
 
 
-def get_patch(session: Session, id_or_prefix: str) -> Patch:
-    """A patch by its id or any unique prefix of at least 4 characters."""
+def by_id_prefix(session: Session, model: type[T], noun: str, id_or_prefix: str) -> T:
+    """A row by its short hex id or any unique prefix of at least 4 characters."""
     prefix = id_or_prefix.strip().lower()
     if not re.fullmatch(r"[0-9a-f]{4,12}", prefix):
-        raise InvalidInput(f"invalid patch id {id_or_prefix!r}: expected 4 to 12 hex digits")
-    rows = session.scalars(select(Patch).where(Patch.id.startswith(prefix)).limit(6)).all()
+        raise InvalidInput(f"invalid {noun} id {id_or_prefix!r}: expected 4 to 12 hex digits")
+    column = model.id  # type: ignore[attr-defined]
+    rows = session.scalars(select(model).where(column.startswith(prefix)).limit(6)).all()
     if not rows:
-        raise NotFound(f"no patch with id {prefix}")
+        raise NotFound(f"no {noun} with id {prefix}")
     if len(rows) > 1:
-        ids = ", ".join(r.id for r in rows[:5])
-        raise Ambiguous(f"patch id prefix {prefix} matches several patches ({ids}…); type more of it")
+        ids = ", ".join(r.id for r in rows[:5])  # type: ignore[attr-defined]
+        raise Ambiguous(f"{noun} id prefix {prefix} matches several ids ({ids}…); type more of it")
     return rows[0]
+
+
+def get_patch(session: Session, id_or_prefix: str) -> Patch:
+    """A patch by its id or any unique prefix of at least 4 characters."""
+    return by_id_prefix(session, Patch, "patch", id_or_prefix)

@@ -129,7 +129,7 @@ def port_and_check(
                     evaluations.record(s, *plan.owners[role], ds_id, row[role], job_id)
         if report.status is not None:
             ported = get_patch(s, plan.ported_id)
-            ported.metrics = {**ported.metrics, **_summary(report.rows), "gate": report.why}
+            ported.metrics = {**ported.metrics, **summary(report.rows), "gate": report.why}
             report.patch = patches.set_status(s, plan.ported_id, report.status, report.why)
     return report
 
@@ -218,10 +218,10 @@ def _measure(patch_file: Any, plan: _Plan, device: str) -> tuple[Any, list[dict[
     return noop, out
 
 
-def _summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
-    """The ported patch's mean metrics over the eval datasets, which `fetch` ranks by."""
-    out: dict[str, Any] = {"loss": sum(r["ported"]["loss"] for r in rows) / len(rows)}
-    accuracies = [r["ported"]["accuracy"] for r in rows if r["ported"].get("accuracy") is not None]
+def summary(rows: list[dict[str, Any]], role: str = "ported") -> dict[str, Any]:
+    """Mean metrics of `role` over the eval datasets: what `fetch` ranks validated patches by."""
+    out: dict[str, Any] = {"loss": sum(r[role]["loss"] for r in rows) / len(rows)}
+    accuracies = [r[role]["accuracy"] for r in rows if r[role].get("accuracy") is not None]
     if accuracies:
         out["accuracy"] = sum(accuracies) / len(accuracies)
     return out

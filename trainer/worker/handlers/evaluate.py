@@ -15,7 +15,7 @@ from registry.services.datasets import is_available, readable_path
 from registry.services.lookup import base_ref, get_patch
 from registry.sources import resolve_source
 from trainer.worker.context import JobContext
-from trainer.worker.port import GateConfig, port_and_check, primary
+from trainer.worker.port import GateConfig, port_and_check, primary, summary
 
 
 def run(ctx: JobContext) -> dict[str, Any]:
@@ -60,7 +60,7 @@ def run(ctx: JobContext) -> dict[str, Any]:
                 evaluations.record(s, None, base, ds_id, row["base"], ctx.job.id)
             evaluations.record(s, patch_id, base, ds_id, row["patch"], ctx.job.id)
         current = get_patch(s, patch_id)
-        current.metrics = {**current.metrics, **_summary(rows), "gain": gain, "gate": why}
+        current.metrics = {**current.metrics, **summary(rows, "patch"), "gain": gain, "gate": why}
         if current.status == "candidate":
             patches.set_status(s, patch_id, status, why)
         result = {"patch_id": patch_id, "status": status, "why": why, "rows": rows}
@@ -74,15 +74,6 @@ def decide(gain: float, noop_reason: str | None, gate: GateConfig) -> tuple[str,
     if gain <= gate.margin:
         return "degraded", f"does not beat the base alone (gain {gain:+.4f}, margin {gate.margin:g})"
     return "validated", f"beats the base alone by {gain:+.4f}"
-
-
-def _summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
-    """Mean metrics over the eval datasets, which `fetch` ranks validated patches by."""
-    out: dict[str, Any] = {"loss": sum(r["patch"]["loss"] for r in rows) / len(rows)}
-    accuracies = [r["patch"]["accuracy"] for r in rows if r["patch"].get("accuracy") is not None]
-    if accuracies:
-        out["accuracy"] = sum(accuracies) / len(accuracies)
-    return out
 
 
 def _measure(
