@@ -40,7 +40,7 @@ def child(mode: str, root: Path, method: str, steps: int) -> None:
     import torch
     import transformers.models.llama.modeling_llama  # noqa: F401
 
-    from trainer.data import read_jsonl
+    from core.rows import read_rows
     from trainer.evaluate import evaluate
     from trainer.hf import load_causal_lm, load_tokenizer
     from trainer.loop import TrainArgs, train
@@ -50,7 +50,7 @@ def child(mode: str, root: Path, method: str, steps: int) -> None:
     from trainer.port.noop import patch_effect
     from trainer.port.stats import portability_stats
 
-    eval_rows = read_jsonl(root / "eval.jsonl")
+    eval_rows = read_rows(root / "eval.jsonl")
     model, tok = (
         load_causal_lm(root / "family" / "v2", dtype=torch.float32),
         load_tokenizer(root / "family" / "v2"),
@@ -67,7 +67,7 @@ def child(mode: str, root: Path, method: str, steps: int) -> None:
     else:
         chosen = get_method(method)
         result = train(
-            model, tok, read_jsonl(root / "train.jsonl"), chosen, parse_overrides(chosen, []),
+            model, tok, read_rows(root / "train.jsonl"), chosen, parse_overrides(chosen, []),
             TrainArgs(steps=steps, lr=3e-3),
         )  # fmt: skip
         patch = result.patch  # the model comes back as the base it was

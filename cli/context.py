@@ -14,9 +14,9 @@ import click
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
+from core.errors import SchemaOutOfDate
 from registry.config import Settings
 from registry.db import make_engine, session_factory, transaction
-from registry.errors import SchemaOutOfDate
 from registry.store import ArtifactStore, open_store
 
 

@@ -9,7 +9,7 @@ import click
 
 from cli.context import AppContext, json_flag, pass_app
 from cli.output import emit, print_table
-from registry.jsonl import ROLES
+from core.rows import ROLES
 from registry.services import datasets
 
 

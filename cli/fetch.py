@@ -18,7 +18,7 @@ import click
 
 from cli.context import AppContext, json_flag, pass_app
 from cli.output import emit, to_jsonable
-from registry.errors import AlreadyExists
+from core.errors import AlreadyExists
 from registry.schemas import BaseVersionDetail, Resolution
 from registry.services import bases, resolve
 from registry.sources import HF_PREFIX

@@ -1,7 +1,7 @@
 """`patchreg`: the root group, global options, and the one place errors become messages.
 
-A user error (any error with a stable `code`, from `registry` or `trainer`) is one line on
-stderr and exit code 1, never a traceback; a usage error exits 2 (click's own).
+A user error (any `core.errors.PatchregError`) is one line on stderr and exit code 1, never a
+traceback; a usage error exits 2 (click's own). The mapping itself lives in `cli.errors`.
 """
 
 from __future__ import annotations
@@ -13,30 +13,17 @@ from typing import Any
 import click
 
 from cli.context import AppContext
+from cli.errors import to_user_error
+from core.errors import PatchregError
 from registry.config import Settings
-from registry.errors import PatchregError
-from trainer.errors import TrainerError
-
-EXIT_USER_ERROR = 1
-
-
-class UserError(click.ClickException):
-    exit_code = EXIT_USER_ERROR
-
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-
-    def show(self, file: Any = None) -> None:
-        click.echo(f"error: {self.message}", err=True)
 
 
 class PatchregGroup(click.Group):
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
-        except (PatchregError, TrainerError) as exc:
-            raise UserError(exc.code, exc.message) from None
+        except PatchregError as exc:
+            raise to_user_error(exc) from None
 
 
 @click.group(cls=PatchregGroup, context_settings={"help_option_names": ["-h", "--help"]})

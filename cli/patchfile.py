@@ -1,7 +1,8 @@
 """`patchreg export` and `patchreg patch inspect`: commands that work on a patch file directly.
 
 torch, transformers and the trainer package are imported inside the command bodies so that
-`patchreg --help` stays fast. TrainerError propagates; the root group turns it into one stderr line.
+`patchreg --help` stays fast; `patch inspect` reads the header alone and never imports torch.
+PatchregError propagates; the root group turns it into one stderr line.
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ from pathlib import Path
 from typing import Any
 
 import click
+
+from core.patchfile import PatchHeader, read_patch_header
 
 
 def _wants_json(ctx: click.Context, flag: bool) -> bool:
@@ -25,32 +28,25 @@ def _table(rows: list[list[str]], header: list[str]) -> list[str]:
     ]
 
 
-def _summary_json(path: Path, summary: Any) -> dict[str, Any]:
-    from trainer.errors import ConfigError
-    from trainer.patch.peft_export import peft_adapter_type
-
-    try:
-        adapter: str | None = peft_adapter_type(m.kind for m in summary.modules.values())
-    except ConfigError:
-        adapter = None
+def _summary_json(path: Path, header: PatchHeader) -> dict[str, Any]:
     return {
         "path": str(path),
-        "format_version": summary.format_version,
-        "method": summary.method,
-        "method_config": summary.method_config,
-        "metadata": summary.metadata,
-        "num_params": summary.num_params,
-        "peft_adapter": adapter,
-        "export_rank": summary.export_rank,
+        "format_version": header.format_version,
+        "method": header.method,
+        "method_config": header.method_config,
+        "metadata": header.metadata,
+        "num_params": header.num_params,
+        "peft_adapter": header.peft_adapter,
+        "export_rank": header.export_rank,
         "modules": {
             name: {
                 "kind": m.kind,
-                "tensors": {t: {"shape": list(i.shape), "dtype": i.dtype} for t, i in m.tensors.items()},
+                "tensors": {t: {"shape": list(i.shape), "dtype": i.dtype_name} for t, i in m.tensors.items()},
                 "rank": m.rank,
                 "scale": m.scale,
                 "num_params": m.num_params,
             }
-            for name, m in summary.modules.items()
+            for name, m in header.modules.items()
         },
     }
 
@@ -61,9 +57,7 @@ def _summary_json(path: Path, summary: Any) -> dict[str, Any]:
 @click.pass_context
 def inspect_command(ctx: click.Context, patch_file: Path, as_json: bool) -> None:
     """Show a patch's method, config, format version and per-module deltas (header only)."""
-    from trainer.patch.io import read_patch_summary
-
-    info = _summary_json(patch_file, read_patch_summary(patch_file))
+    info = _summary_json(patch_file, read_patch_header(patch_file, where=str(patch_file)))
     if _wants_json(ctx, as_json):
         click.echo(json.dumps(info, indent=2, sort_keys=True))
         return
@@ -118,7 +112,7 @@ def export_command(
     as_json: bool,
 ) -> None:
     """Export a patch as a PEFT adapter (LoRA / IA3) or as a merged standalone model."""
-    from trainer.errors import ConfigError
+    from core.errors import ConfigError
     from trainer.patch.apply import check_compatible, merge_into_directory
     from trainer.patch.io import load_patch
     from trainer.patch.model_shapes import linear_shapes, meta_model

@@ -6,7 +6,7 @@ import click
 
 from cli.context import AppContext, json_flag, pass_app
 from cli.output import emit, print_fields, print_table
-from registry.errors import InvalidState
+from core.errors import InvalidState
 
 
 def _fmt(metrics: dict | None) -> str:
@@ -35,7 +35,7 @@ def port(
 
     The verdict is recorded either way; an incompatible port creates nothing and exits 1.
     """
-    from trainer.worker.port import GateConfig, port_and_check
+    from worker.port import GateConfig, port_and_check
 
     app.ensure_schema()
     gate = GateConfig(margin=margin, keep_fraction=keep_fraction)

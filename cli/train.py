@@ -7,7 +7,7 @@ import click
 from cli.context import AppContext, json_flag, pass_app
 from cli.follow import follow_job
 from cli.output import emit, print_fields
-from registry.errors import InvalidState
+from core.errors import InvalidState
 from registry.services import training
 
 
@@ -51,7 +51,7 @@ def train(
 
     Settings are checked now, so a typo fails here and queues nothing.
     """
-    from trainer.errors import ConfigError
+    from core.errors import ConfigError
     from trainer.methods import get_method, parse_overrides
     from trainer.methods.base import RegularizedConfig
 
@@ -59,7 +59,7 @@ def train(
         # said here: `regularize=` below would otherwise be reported as a `--set` the user never typed
         raise ConfigError(f"method {method!r} does not support --regularize {regularize} (use full or s2ft)")
     settings = list(overrides) + ([f"regularize={regularize}"] if regularize else [])
-    parse_overrides(method, settings)  # TrainerError → one line, nothing queued
+    parse_overrides(method, settings)  # PatchregError → one line, nothing queued
     args = {
         k: v
         for k, v in {

@@ -1,7 +1,7 @@
 """`patchreg train-local` and `patchreg eval`: train or evaluate on this machine, no registry needed.
 
 torch, transformers and the trainer package are imported inside the command bodies so that
-`patchreg --help` stays fast. TrainerError propagates; the root group turns it into one stderr line.
+`patchreg --help` stays fast. PatchregError propagates; the root group turns it into one stderr line.
 """
 
 from __future__ import annotations

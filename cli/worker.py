@@ -102,7 +102,7 @@ def worker(
     Ctrl-C (or SIGTERM) once finishes the current job and exits; twice exits at once, and the job
     is picked up again by another worker when its lease expires.
     """
-    from trainer.worker.runner import Worker, WorkerConfig
+    from worker.runner import Worker, WorkerConfig
 
     if once and until_idle:
         raise click.UsageError("--once and --until-idle exclude each other")

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy import Engine, inspect
 
-from registry.errors import SchemaOutOfDate
+from core.errors import SchemaOutOfDate
 
 if TYPE_CHECKING:
     from alembic.config import Config

@@ -20,9 +20,10 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
+from core.rows import ROLES
 from registry.db import Base, utcnow
 
-DATASET_ROLES = ("train", "eval", "general")
+DATASET_ROLES = ROLES
 PATCH_ORIGINS = ("trained", "ported", "retrained", "imported")
 PATCH_STATUSES = ("candidate", "validated", "degraded", "rejected", "deprecated")
 VERDICTS = ("compatible", "incompatible")

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from registry.errors import InvalidInput, SourceUnavailable
+from core.errors import InvalidInput, SourceUnavailable
 
 HF_PREFIX = "hf://"
 HF_PATTERNS = ["*.json", "*.safetensors", "*.model", "*.txt", "tokenizer*"]

@@ -1,4 +1,4 @@
-"""patchreg's ML side: patch format, methods, training loop, evaluation, porting.
+"""patchreg's ML side: patch tensors, methods, regularisers, training loop, evaluation, gate, porting maths.
 
-The core never imports sqlalchemy or `registry`; only `trainer/worker.py` bridges the two.
+It never imports sqlalchemy or `registry`; the `worker` package bridges the two.
 """

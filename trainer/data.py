@@ -1,96 +1,21 @@
-"""JSONL datasets: read and validate rows, tokenize with the base's own tokenizer, batch with padding.
+"""Rows for the model: tokenize with the base's own tokenizer, mask the prompt, batch with padding.
 
-Rows are `{"text": ...}` (loss on every token) or `{"prompt": ..., "completion": ...}` (loss on the
-completion only). Eval rows may add `"choices": [...]` and `"answer"` (an index or one of the
-choices); such a row trains/evaluates its loss on the correct choice as the completion.
+The row schema itself (what a valid row is, and its messages) is `core.rows`; a choice row trains
+and evaluates its loss on the correct choice as the completion.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import torch
 
-from trainer.errors import DataError
+from core.errors import DataError
+from core.rows import Row, parse_row
 
 IGNORE_INDEX = -100
-
-
-@dataclass(frozen=True)
-class Row:
-    """One validated row. `prompt` is "" for plain text rows, where `completion` holds the text."""
-
-    prompt: str
-    completion: str
-    choices: tuple[str, ...] = ()
-    answer: int | None = None
-    plain_text: bool = False
-
-
-def _where(source: str, line: int) -> str:
-    return f"{source} line {line}"
-
-
-def parse_row(obj: Any, where: str) -> Row:
-    """Validate one decoded JSON row; every problem names where the row came from."""
-    if not isinstance(obj, dict):
-        raise DataError(f"{where}: expected a JSON object, got {type(obj).__name__}")
-    if "text" in obj:
-        text = obj["text"]
-        if not isinstance(text, str) or not text.strip():
-            raise DataError(f"{where}: 'text' must be a non-empty string")
-        return Row(prompt="", completion=text, plain_text=True)
-    prompt = obj.get("prompt")
-    if not isinstance(prompt, str):
-        raise DataError(f"{where}: needs 'text', or 'prompt' (a string) with 'completion' or 'choices'")
-    choices: tuple[str, ...] = ()
-    answer: int | None = None
-    if "choices" in obj:
-        raw = obj["choices"]
-        if not isinstance(raw, list) or len(raw) < 2 or not all(isinstance(c, str) and c for c in raw):
-            raise DataError(f"{where}: 'choices' must be a list of at least 2 non-empty strings")
-        choices = tuple(raw)
-        ans = obj.get("answer")
-        if isinstance(ans, bool) or not isinstance(ans, int | str):
-            raise DataError(f"{where}: 'answer' must be an index into 'choices' or one of the choices")
-        if isinstance(ans, str):
-            if ans not in choices:
-                raise DataError(f"{where}: 'answer' {ans!r} is not one of the choices")
-            answer = choices.index(ans)
-        elif not 0 <= ans < len(choices):
-            raise DataError(f"{where}: 'answer' index {ans} is out of range 0..{len(choices) - 1}")
-        else:
-            answer = ans
-    completion = obj.get("completion")
-    if completion is None and answer is not None:
-        completion = choices[answer]
-    if not isinstance(completion, str) or not completion:
-        raise DataError(f"{where}: 'completion' must be a non-empty string")
-    return Row(prompt=prompt, completion=completion, choices=choices, answer=answer)
-
-
-def read_jsonl(path: Path | str) -> list[Row]:
-    """Read and validate a JSONL file; blank lines are skipped, the first bad line is reported."""
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(f"data file not found: {path}")
-    rows: list[Row] = []
-    with path.open(encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise DataError(f"{_where(path.name, number)}: invalid JSON ({exc.msg})") from None
-            rows.append(parse_row(obj, _where(path.name, number)))
-    if not rows:
-        raise DataError(f"{path.name}: no rows")
-    return rows
 
 
 def as_rows(rows: Iterable[Row | dict[str, Any]], source: str = "rows") -> list[Row]:

@@ -120,13 +120,13 @@ def evaluate_directory(
     device: str = "auto",
 ) -> EvalResult:
     """Load a saved base (and optionally a patch file) and evaluate it on a JSONL file."""
-    from trainer.data import read_jsonl
+    from core.rows import read_rows
     from trainer.hf import load_causal_lm, load_tokenizer
     from trainer.loop import TrainArgs
     from trainer.patch.apply import apply_patch
     from trainer.patch.io import load_patch
 
-    rows = read_jsonl(data_path)
+    rows = read_rows(data_path)
     patch = load_patch(patch_path) if patch_path is not None else None
     target = TrainArgs(device=device).resolved_device()
     tokenizer = load_tokenizer(model_dir)

@@ -34,7 +34,7 @@ def resolve_device(name: str = "auto") -> Any:
     """`auto` → CUDA when present, else CPU; `cuda` without a GPU is an error, not a silent CPU run."""
     import torch
 
-    from trainer.errors import ConfigError
+    from core.errors import ConfigError
 
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")

@@ -19,8 +19,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from core.errors import ConfigError
 from trainer.data import Example, Row, as_rows, encode_rows, iter_batches, pad_token_id
-from trainer.errors import ConfigError
 from trainer.methods.base import Method, MethodConfig, check_choice, check_range
 from trainer.patch.types import Patch
 
@@ -283,7 +283,7 @@ def train_to_patch(
 
     With `regularize="alewr"`, the importance file is reused when `importance_path` exists, else
     computed from `general_path` and written to `importance_path` (default: beside the patch)."""
-    from trainer.data import read_jsonl
+    from core.rows import read_rows
     from trainer.hf import load_causal_lm, load_tokenizer
     from trainer.methods import get_method, parse_overrides
     from trainer.patch.io import save_patch
@@ -292,7 +292,7 @@ def train_to_patch(
     chosen = get_method(method)
     settings = list(overrides)
     out_path = Path(out_path)
-    rows = read_jsonl(data_path)
+    rows = read_rows(data_path)
     if regularize is not None:
         settings.append(f"regularize={regularize}")
     if regularize == "alewr":
@@ -306,7 +306,7 @@ def train_to_patch(
                     "--regularize alewr needs --general GENERAL.jsonl or an existing --importance file"
                 )
             compute_importance(
-                model_dir, read_jsonl(general_path), out_path=importance, seed=args.seed, device=args.device
+                model_dir, read_rows(general_path), out_path=importance, seed=args.seed, device=args.device
             )
         settings.append(f"importance={importance}")
     config = parse_overrides(chosen, settings)

@@ -21,7 +21,7 @@ from cli.demo import report, setup
 from cli.demo.plan import DOMAIN, FAMILY, FULL, QUICK, V1, V2, Plan
 from cli.demo.setup import command, note, step
 from cli.demo.watch import Reporter, failed_jobs, run_worker
-from registry.errors import InvalidState
+from core.errors import InvalidState
 
 
 @click.command()

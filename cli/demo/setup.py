@@ -17,7 +17,7 @@ from tqdm import tqdm
 
 from cli.context import AppContext
 from cli.demo.plan import DOMAIN, DOMAIN_DESCRIPTION, EVAL, FAMILY, GENERAL, QUICK, TRAIN, V1, Plan
-from registry.errors import InvalidState, NotFound
+from core.errors import InvalidState, NotFound
 from registry.schemas import BaseVersionRead
 from registry.services import bases, datasets, domains, training
 

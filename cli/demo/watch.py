@@ -10,7 +10,7 @@ import click
 from tqdm import tqdm
 
 from cli.context import AppContext
-from registry.errors import NotFound
+from core.errors import NotFound
 from registry.schemas import JobRead
 from registry.services import jobs, patches
 
@@ -136,7 +136,7 @@ class Reporter:
 
 def run_worker(app: AppContext, reporter: Reporter) -> int:
     """Run an in-process worker until no job is left; Ctrl-C queues its current job again."""
-    from trainer.worker.runner import Worker, WorkerConfig
+    from worker.runner import Worker, WorkerConfig
 
     config = WorkerConfig(
         work_root=app.settings.home.resolve() / "work",

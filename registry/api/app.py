@@ -14,13 +14,13 @@ from importlib.metadata import PackageNotFoundError, version
 
 from fastapi import APIRouter, FastAPI
 
+from core.errors import PatchregError
 from registry.api import errors
 from registry.api.deps import ApiState
 from registry.api.limits import BodyLimitMiddleware
 from registry.api.routes import ROUTERS, health
 from registry.api.uploads import UPLOAD_ROUTES
 from registry.config import Settings
-from registry.errors import PatchregError
 
 log = logging.getLogger("patchreg.api")
 

@@ -13,9 +13,9 @@ from typing import Annotated
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from core.errors import Forbidden, Unauthorized
 from registry.api.deps import ApiState, Caller, RequestContext, get_state
 from registry.db import transaction
-from registry.errors import Forbidden, Unauthorized
 from registry.services import tokens
 
 bearer = HTTPBearer(

@@ -18,10 +18,9 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
-from registry.api.errors import DatabaseUnavailable
+from core.errors import DatabaseUnavailable, SchemaOutOfDate
 from registry.config import Settings
 from registry.db import make_engine, session_factory, transaction
-from registry.errors import SchemaOutOfDate
 from registry.migrate import ensure_current, head_revision
 from registry.store import ArtifactStore, open_store
 

@@ -14,7 +14,7 @@ from typing import BinaryIO
 from fastapi import Request, Response
 from fastapi.responses import StreamingResponse
 
-from registry.api.errors import RangeNotSatisfiable
+from core.errors import RangeNotSatisfiable
 from registry.store import ArtifactStore
 
 CHUNK = 1 << 20

@@ -1,8 +1,8 @@
 """Every failure becomes one JSON shape, `{"error": {"code", "message", "detail"?}}`, mapped here only.
 
-Registry errors carry their HTTP status; trainer errors (raised by PEFT conversion) carry only a
-code, so they get theirs from `TRAINER_STATUS`. Framework errors (validation, unknown routes) and
-unexpected exceptions are folded into the same shape so clients parse exactly one format.
+`STATUS` is the one table from an error code (`core.errors`) to an HTTP status. Framework errors
+(validation, unknown routes) and unexpected exceptions are folded into the same shape so clients
+parse exactly one format.
 """
 
 from __future__ import annotations
@@ -15,10 +15,27 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from registry.errors import PatchregError
-from trainer.errors import TrainerError
+from core.errors import PatchregError
 
-TRAINER_STATUS = {"malformed_file": 422, "invalid_input": 422, "incompatible": 409}
+STATUS = {
+    "invalid_input": 422,
+    "malformed_file": 422,
+    "payload_too_large": 413,
+    "not_found": 404,
+    "already_exists": 409,
+    "ambiguous": 409,
+    "invalid_state": 409,
+    "incompatible": 409,
+    "data_unavailable": 410,
+    "range_not_satisfiable": 416,
+    "source_unavailable": 424,
+    "corrupt_artifact": 500,
+    "unsupported": 501,
+    "schema_out_of_date": 503,
+    "database_unavailable": 503,
+    "unauthorized": 401,
+    "forbidden": 403,
+}
 HTTP_CODES = {
     400: "bad_request",
     401: "unauthorized",
@@ -28,27 +45,6 @@ HTTP_CODES = {
     413: "payload_too_large",
     415: "unsupported_media_type",
 }
-
-
-class Unsupported(PatchregError):
-    """The request is valid but this server cannot carry it out (e.g. no torch for PEFT conversion)."""
-
-    code = "unsupported"
-    http_status = 501
-
-
-class RangeNotSatisfiable(PatchregError):
-    code = "range_not_satisfiable"
-    http_status = 416
-
-    def __init__(self, size: int) -> None:
-        super().__init__(f"the requested range is outside the artifact's {size} bytes", size=size)
-        self.headers = {"Content-Range": f"bytes */{size}"}
-
-
-class DatabaseUnavailable(PatchregError):
-    code = "database_unavailable"
-    http_status = 503
 
 
 def error_response(
@@ -67,10 +63,8 @@ def to_response(exc: Exception) -> JSONResponse:
     """The one mapping from an exception to the response a client sees."""
     if isinstance(exc, PatchregError):
         return error_response(
-            exc.http_status, exc.code, exc.message, exc.detail, getattr(exc, "headers", None)
+            STATUS.get(exc.code, 400), exc.code, exc.message, exc.detail, getattr(exc, "headers", None)
         )
-    if isinstance(exc, TrainerError):
-        return error_response(TRAINER_STATUS.get(exc.code, 422), exc.code, exc.message)
     if isinstance(exc, RequestValidationError):
         errors = [{k: e.get(k) for k in ("loc", "msg", "type")} for e in exc.errors()]  # no echoed input
         return error_response(422, "invalid_input", _first_problem(errors), {"errors": errors})
@@ -97,5 +91,5 @@ async def _handle(_request: Request, exc: Exception) -> JSONResponse:
 
 
 def install(app: FastAPI) -> None:
-    for kind in (PatchregError, TrainerError, RequestValidationError, StarletteHTTPException, Exception):
+    for kind in (PatchregError, RequestValidationError, StarletteHTTPException, Exception):
         app.add_exception_handler(kind, _handle)

@@ -11,8 +11,8 @@ from __future__ import annotations
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from core.errors import PayloadTooLarge
 from registry.api.errors import to_response
-from registry.errors import PayloadTooLarge
 
 UPLOAD_SETTING = "PATCHREG_API_MAX_UPLOAD_BYTES"
 JSON_SETTING = "PATCHREG_API_MAX_JSON_BYTES"

@@ -23,8 +23,8 @@ from python_multipart.multipart import MultipartParser, parse_options_header
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect
 
+from core.errors import InvalidInput, MalformedFile
 from registry.api.limits import UPLOAD_SETTING, too_large
-from registry.errors import InvalidInput, MalformedFile
 
 # (method, path) of the routes that take multipart uploads; the body limit middleware lets these
 # stream through at the upload limit instead of buffering them at the JSON limit.

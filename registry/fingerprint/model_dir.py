@@ -18,8 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from registry.errors import InvalidInput, MalformedFile
-from registry.fingerprint.safetensors_header import TensorInfo, read_safetensors_header
+from core.errors import InvalidInput, MalformedFile
+from core.safetensors_header import TensorInfo, read_safetensors_header
 from registry.store import sha256_file
 
 INDEX_FILE = "model.safetensors.index.json"

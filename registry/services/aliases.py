@@ -5,7 +5,7 @@ from __future__ import annotations
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from registry.errors import InvalidInput, NotFound
+from core.errors import InvalidInput, NotFound
 from registry.models import Alias, BaseVersion, Domain
 from registry.schemas import AliasRead
 from registry.services import audit

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from registry.errors import AlreadyExists, InvalidInput
+from core.errors import AlreadyExists, InvalidInput
 from registry.fingerprint import fingerprint_model_dir
 from registry.models import BaseFamily, BaseVersion
 from registry.schemas import BaseVersionDetail, BaseVersionRead

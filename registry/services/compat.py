@@ -11,9 +11,10 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from core.fit import module_misfit
+from core.patchfile import PatchHeader, read_patch_header
 from registry.db import utcnow
 from registry.models import BaseVersion, CompatVerdict, Patch
-from registry.patchfile import PatchHeader, read_patch_header
 from registry.schemas import Reason, VerdictRead
 from registry.services import audit
 from registry.services.lookup import base_ref, get_base_version, get_patch
@@ -36,31 +37,27 @@ def find_reasons(header: PatchHeader, source: BaseVersion, target: BaseVersion) 
                 found=target.model_type,
             )
         )
-    source_shapes = {n: s for n, s, _ in source.tensor_table}
-    target_shapes = {n: s for n, s, _ in target.tensor_table}
-    for module in sorted(header.modules):
-        expected, found = source_shapes.get(f"{module}.weight"), target_shapes.get(f"{module}.weight")
-        if found is None:
+    source_shapes = {n: tuple(s) for n, s, _ in source.tensor_table}
+    target_shapes = {n: tuple(s) for n, s, _ in target.tensor_table}
+    for module, spec in sorted(header.modules.items()):
+        key = f"{module}.weight"
+        misfit = module_misfit(
+            module,
+            spec.kind,
+            spec.shapes(),
+            target_shapes.get(key),
+            target=base_ref(target),
+            expected_weight=source_shapes.get(key),
+        )
+        if misfit is not None:
             reasons.append(
                 Reason(
-                    code="module_missing",
+                    code=misfit.code,
                     severity="error",
-                    message=f"{module} does not exist in {base_ref(target)}",
+                    message=misfit.message,
                     module=module,
-                    expected=expected,
-                )
-            )
-        elif expected != found:
-            reasons.append(
-                Reason(
-                    code="shape_mismatch",
-                    severity="error",
-                    message=(
-                        f"{module} is {_shape(found)} in {base_ref(target)}; patch needs {_shape(expected)}"
-                    ),
-                    module=module,
-                    expected=expected,
-                    found=found,
+                    expected=misfit.expected,
+                    found=misfit.found,
                 )
             )
     touched = sorted(m for m, info in header.modules.items() if info.touches_embeddings)
@@ -79,10 +76,6 @@ def find_reasons(header: PatchHeader, source: BaseVersion, target: BaseVersion) 
             )
         )
     return reasons
-
-
-def _shape(shape: Any) -> str:
-    return "×".join(map(str, shape)) if shape else "absent"
 
 
 def check_compat(session: Session, store: ArtifactStore, patch_id: str, base: str) -> VerdictRead:

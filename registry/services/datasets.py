@@ -12,8 +12,8 @@ from pathlib import Path
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from registry.errors import AlreadyExists, DataUnavailable, InvalidInput
-from registry.jsonl import validate_jsonl
+from core.errors import AlreadyExists, DataUnavailable, InvalidInput
+from core.rows import count_rows
 from registry.models import Dataset, Domain
 from registry.schemas import DatasetRead
 from registry.services import artifacts, audit
@@ -62,7 +62,7 @@ def add_dataset(
         raise InvalidInput(
             f"--available-until {available_until} is not in the future: the data could never be read"
         )
-    rows = validate_jsonl(file, role)  # every row checked before the first byte is stored
+    rows = count_rows(file, role)  # every row checked before the first byte is stored
     blob = artifacts.store_file(session, store, Path(file), MEDIA_TYPE)
     row = Dataset(
         domain=domain_row,

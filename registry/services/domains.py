@@ -5,7 +5,7 @@ from __future__ import annotations
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from registry.errors import AlreadyExists
+from core.errors import AlreadyExists
 from registry.models import Domain
 from registry.schemas import DomainRead
 from registry.services import audit

@@ -19,8 +19,8 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
+from core.errors import InvalidInput, InvalidState
 from registry.db import utcnow
-from registry.errors import InvalidInput, InvalidState
 from registry.models import JOB_KINDS, JOB_STATUSES, Job, short_id
 from registry.schemas import JobRead
 from registry.services import audit

@@ -8,7 +8,7 @@ from typing import TypeVar
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from registry.errors import Ambiguous, InvalidInput, NotFound
+from core.errors import Ambiguous, InvalidInput, NotFound
 from registry.models import BaseFamily, BaseVersion, Dataset, Domain, Patch
 
 T = TypeVar("T")

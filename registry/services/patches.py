@@ -8,9 +8,10 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from registry.errors import InvalidInput
+from core.errors import InvalidInput
+from core.fit import module_misfit
+from core.patchfile import PatchHeader, read_patch_header
 from registry.models import PATCH_ORIGINS, PATCH_STATUSES, BaseVersion, Dataset, Domain, Patch
-from registry.patchfile import PatchHeader, PatchModule, read_patch_header
 from registry.schemas import PatchRead
 from registry.services import artifacts, audit
 from registry.services.lookup import base_ref, get_base_version, get_domain, get_patch
@@ -41,38 +42,14 @@ def to_read(p: Patch) -> PatchRead:
     )
 
 
-def _expected_weight(module: PatchModule) -> tuple[int | None, int | None]:
-    """(out, in) of the weight a module's tensors imply; None where the file cannot tell."""
-    t = module.tensors
-    if module.kind == "lowrank":
-        return t["B"].shape[0], t["A"].shape[-1]
-    if module.kind == "columns":
-        return t["values"].shape[0], None
-    if module.kind == "rows":
-        return None, t["values"].shape[-1]
-    if module.kind == "scale":
-        return t["s"].shape[0], None
-    out_dim, in_dim = t["delta"].shape
-    return out_dim, in_dim
-
-
 def misfits(header: PatchHeader, base: BaseVersion) -> list[str]:
     """Why a patch's tensors cannot belong to `base` (empty when they can)."""
     shapes = {name: tuple(shape) for name, shape, _ in base.tensor_table}
-    problems = []
-    for name, module in header.modules.items():
-        weight = shapes.get(f"{name}.weight")
-        if weight is None or len(weight) != 2:
-            problems.append(f"module {name} is not a linear layer of {base_ref(base)}")
-            continue
-        out_dim, in_dim = weight
-        expected = _expected_weight(module)
-        if (expected[0] not in (None, out_dim)) or (expected[1] not in (None, in_dim)):
-            shown = "×".join("?" if d is None else str(d) for d in expected)
-            problems.append(
-                f"module {name} expects a {shown} weight, {base_ref(base)} has {out_dim}×{in_dim}"
-            )
-    return problems
+    found = (
+        module_misfit(name, m.kind, m.shapes(), shapes.get(f"{name}.weight"), target=base_ref(base))
+        for name, m in sorted(header.modules.items())
+    )
+    return [misfit.message for misfit in found if misfit is not None]
 
 
 def register_patch(

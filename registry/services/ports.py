@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from registry.errors import InvalidInput
+from core.errors import InvalidInput
 from registry.models import Patch
 from registry.schemas import PatchRead, VerdictRead
 from registry.services import audit, compat

@@ -18,7 +18,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from registry.errors import PatchregError
+from core.errors import PatchregError
 from registry.models import BaseVersion, Domain, Job, Patch
 from registry.schemas import JobRead
 from registry.services import audit, jobs, training

@@ -19,7 +19,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from registry.errors import NotFound
+from core.errors import NotFound
 from registry.models import Alias, BaseVersion, CompatVerdict, Patch
 from registry.schemas import Resolution
 from registry.services.lookup import base_ref, get_base_version, get_domain

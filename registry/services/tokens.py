@@ -14,8 +14,8 @@ import secrets
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from core.errors import AlreadyExists, InvalidInput, InvalidState, NotFound, Unauthorized
 from registry.db import utcnow
-from registry.errors import AlreadyExists, InvalidInput, InvalidState, NotFound, Unauthorized
 from registry.models import ApiToken
 from registry.schemas import TokenRead
 from registry.services import audit

@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from registry.errors import DataUnavailable, InvalidInput
+from core.errors import DataUnavailable, InvalidInput
 from registry.models import Dataset, ImportanceMap
 from registry.schemas import JobRead
 from registry.services import artifacts, audit, jobs

@@ -10,7 +10,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
 
-from registry.errors import CorruptArtifact, NotFound
+from core.atomic import fsync_dir
+from core.errors import CorruptArtifact, NotFound
 
 if TYPE_CHECKING:
     from registry.store import StoredBlob
@@ -66,7 +67,7 @@ class LocalStore:
                 return StoredBlob(digest, size, created=False)
             final.parent.mkdir(parents=True, exist_ok=True)
             os.replace(tmp_name, final)
-            _fsync_dir(final.parent)
+            fsync_dir(final.parent)
             return StoredBlob(digest, size, created=True)
         except BaseException:
             if os.path.exists(tmp_name):
@@ -119,11 +120,3 @@ class LocalStore:
     def local_path(self, digest: str) -> Path:
         """A verified path for readers that need a file (safetensors memory-maps its input)."""
         return self._verify(digest)
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

@@ -17,7 +17,7 @@ from registry.store import LocalStore
 from tests.cli.conftest import Patchreg
 from tests.helpers import NothingWritten
 from trainer.tiny import corpus_paragraphs
-from trainer.worker.runner import Worker, WorkerConfig
+from worker.runner import Worker, WorkerConfig
 
 TRAIN = ("train", "med", "--base", "tiny:v1", "--method", "lora")
 

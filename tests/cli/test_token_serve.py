@@ -13,8 +13,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from core.errors import Unauthorized
 from registry.db import make_engine, session_factory, transaction
-from registry.errors import Unauthorized
 from registry.services import tokens
 from tests.cli.conftest import Patchreg
 from tests.factories import write_patch

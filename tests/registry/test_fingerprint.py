@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from registry.errors import InvalidInput, MalformedFile
-from registry.fingerprint import fingerprint_model_dir, read_safetensors_header
+from core.errors import InvalidInput, MalformedFile
+from core.safetensors_header import read_safetensors_header
+from registry.fingerprint import fingerprint_model_dir
 
 
 def _write_safetensors(path: Path, header: dict, data: bytes = b"", claimed_len: int | None = None) -> Path:

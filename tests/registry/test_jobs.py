@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select, update
 
+from core.errors import Ambiguous, InvalidInput, InvalidState, NotFound
 from registry.db import make_engine, session_factory, transaction, utcnow
-from registry.errors import Ambiguous, InvalidInput, InvalidState, NotFound
 from registry.models import Job
 from registry.schemas import JobRead
 from registry.services import audit, jobs

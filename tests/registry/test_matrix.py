@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from core.errors import NotFound
 from registry.db import transaction
-from registry.errors import NotFound
 from registry.services import bases, compat, patches, ports
 from registry.services.matrix import compat_matrix
 from tests.conftest import Registry

@@ -6,9 +6,9 @@ from pathlib import Path
 import pytest
 from sqlalchemy import inspect
 
+from core.errors import SchemaOutOfDate
 from registry import migrate
 from registry.db import Base, make_engine
-from registry.errors import SchemaOutOfDate
 from tests.conftest import BACKENDS, create_pg_database, drop_pg_database
 
 

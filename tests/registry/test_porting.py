@@ -10,8 +10,8 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
+from core.errors import InvalidInput, MalformedFile
 from registry.db import transaction
-from registry.errors import InvalidInput, MalformedFile
 from registry.models import CompatVerdict, Patch
 from registry.services import bases, compat, datasets, lineage, patches, ports
 from tests.conftest import Registry
@@ -52,8 +52,8 @@ def test_refused_patch_files_write_nothing(family: Registry, tmp_path: Path, tin
     for file, message, error in [
         (
             wide,
-            r"does not fit tiny:v1: module model.layers.0.mlp.down_proj expects a 96×\? weight, "
-            r"tiny:v1 has 64×128 \(\+2 more\)",
+            r"does not fit tiny:v1: module model.layers.0.mlp.down_proj: patch \(scale\) expects weight "
+            r"\[96, \?\], tiny:v1 has \[64, 128\] \(\+2 more\)",
             InvalidInput,
         ),
         (tiny_model_dir / "model.safetensors", "not a patchreg patch", MalformedFile),
@@ -84,7 +84,8 @@ def test_verdicts_with_reasons(family: Registry, tmp_path: Path) -> None:
         wide = compat.check_compat(s, family.store, pid, "tiny:v3")
         tok_plain = compat.check_compat(s, family.store, pid, "tiny:vtok")
         tok_lm = compat.check_compat(s, family.store, lm, "tiny:vtok")
-    assert (ok.verdict, ok.reasons, ok.export_rank) == ("compatible", [], 4)
+    # lowrank + columns + scale: no single PEFT adapter type, so no LoRA export rank (core.patchfile)
+    assert (ok.verdict, ok.reasons, ok.export_rank) == ("compatible", [], None)
     assert wide.verdict == "incompatible"
     assert {(r.code, r.module) for r in wide.reasons} == {
         ("shape_mismatch", "model.layers.0.self_attn.q_proj"),
@@ -92,7 +93,7 @@ def test_verdicts_with_reasons(family: Registry, tmp_path: Path) -> None:
         ("shape_mismatch", "model.layers.0.mlp.down_proj"),
     }
     q = next(r for r in wide.reasons if r.module == "model.layers.0.self_attn.q_proj")
-    assert (q.expected, q.found) == ([64, 64], [96, 96]) and "96×96" in q.message
+    assert (q.expected, q.found) == ([64, 64], [96, 96]) and "[96, 96]" in q.message
     assert tok_plain.verdict == "compatible"  # a new tokenizer does not matter to inner layers
     assert tok_lm.verdict == "incompatible"
     assert [r.code for r in tok_lm.reasons] == ["tokenizer_changed"] and "lm_head" in tok_lm.reasons[

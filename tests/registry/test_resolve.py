@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from core.errors import NotFound
 from registry.db import transaction
-from registry.errors import NotFound
 from registry.services import aliases, bases, compat, patches, ports
 from registry.services.resolve import resolve_patch
 from tests.conftest import Registry

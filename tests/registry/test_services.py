@@ -11,8 +11,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy.orm import Session
 
-from registry.db import transaction
-from registry.errors import (
+from core.errors import (
     AlreadyExists,
     DataUnavailable,
     InvalidInput,
@@ -20,6 +19,7 @@ from registry.errors import (
     NotFound,
     SourceUnavailable,
 )
+from registry.db import transaction
 from registry.models import Patch
 from registry.services import aliases, audit, bases, datasets, domains
 from registry.services.lookup import get_dataset, get_patch

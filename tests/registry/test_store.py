@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from registry.errors import CorruptArtifact, NotFound
+from core.errors import CorruptArtifact, NotFound
 from registry.store import LocalStore
 from tests.helpers import blob_files
 

@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 from sqlalchemy import select, update
 
+from core.errors import DataUnavailable, InvalidInput, NotFound, PatchregError
 from registry.db import transaction
-from registry.errors import DataUnavailable, InvalidInput, NotFound, PatchregError
 from registry.models import BaseVersion, Dataset, Job
 from registry.services import bases, datasets, domains, training
 from registry.services.datasets import today

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
+from core.errors import ConfigError, IncompatibleModel
 from tests.trainer.conftest import corpus_rows
-from trainer.errors import ConfigError, IncompatibleModel
 from trainer.loop import TrainArgs, train
 from trainer.methods import get_method, parse_overrides
 from trainer.methods.alewr.importance import compute_importance, load_importance

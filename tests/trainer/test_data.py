@@ -1,53 +1,8 @@
-"""JSONL rows: validation with line numbers, prompt masking, padding."""
+"""Rows for the model: prompt masking, padding (the row schema itself: tests/core/test_rows.py)."""
 
 from __future__ import annotations
 
-import pytest
-
-from trainer.data import IGNORE_INDEX, Row, collate, encode_rows, read_jsonl
-from trainer.errors import DataError
-
-
-def test_reads_text_completion_and_choice_rows(write_jsonl):
-    path = write_jsonl(
-        [
-            {"text": "hello world"},
-            {"prompt": "Q: 2+2? A:", "completion": " 4"},
-            {"prompt": "Sky?", "choices": [" blue", " green"], "answer": " blue"},
-            {"prompt": "Grass?", "choices": [" blue", " green"], "answer": 1},
-        ]
-    )
-    rows = read_jsonl(path)
-    assert rows[0] == Row(prompt="", completion="hello world", plain_text=True)
-    assert rows[2].answer == 0 and rows[2].completion == " blue"
-    assert rows[3].answer == 1 and rows[3].choices == (" blue", " green")
-
-
-@pytest.mark.parametrize(
-    ("line", "message"),
-    [
-        ("not json", "line 2: invalid JSON"),
-        ("[1, 2]", "line 2: expected a JSON object"),
-        ('{"prompt": "x"}', "line 2: 'completion' must be"),
-        ('{"text": ""}', "line 2: 'text' must be a non-empty string"),
-        ('{"prompt": "x", "choices": ["a", "b"], "answer": 5}', "line 2: 'answer' index 5 is out of range"),
-        ('{"prompt": "x", "choices": ["a", "b"], "answer": "c"}', "line 2: 'answer' 'c' is not one of"),
-        ('{"completion": "x"}', "line 2: needs 'text'"),
-    ],
-)
-def test_bad_rows_are_reported_with_their_line(tmp_path, line, message):
-    path = tmp_path / "bad.jsonl"
-    path.write_text('{"text": "fine"}\n' + line + "\n")
-    with pytest.raises(DataError, match=message):
-        read_jsonl(path)
-
-
-def test_empty_or_missing_files_are_data_errors(tmp_path):
-    (tmp_path / "empty.jsonl").write_text("\n\n")
-    with pytest.raises(DataError, match="no rows"):
-        read_jsonl(tmp_path / "empty.jsonl")
-    with pytest.raises(DataError, match="not found"):
-        read_jsonl(tmp_path / "missing.jsonl")
+from trainer.data import IGNORE_INDEX, Row, collate, encode_rows
 
 
 def test_loss_is_on_the_completion_only_and_padding_is_ignored(tiny_tokenizer):

@@ -7,7 +7,7 @@ import itertools
 import pytest
 import torch
 
-from trainer.errors import ConfigError
+from core.errors import ConfigError
 from trainer.loop import TrainArgs, lr_factor, total_steps, train
 from trainer.methods import get_method, parse_overrides
 from trainer.tiny import build_model

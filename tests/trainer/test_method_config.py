@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from trainer.errors import ConfigError
+from core.errors import ConfigError
 from trainer.methods import get_method, method_names, parse_overrides, register_method
 from trainer.methods.lora import LoraMethod
 

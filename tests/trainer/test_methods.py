@@ -168,7 +168,7 @@ def test_propulsion_keeps_z_in_fp32_and_stores_z_to_the_k(tiny_tokenizer, train_
 
 
 def test_propulsion_refuses_embeddings():
-    from trainer.errors import ConfigError
+    from core.errors import ConfigError
 
     config = parse_overrides("propulsion", ["target_modules=embed_tokens"])
     with pytest.raises(ConfigError, match="embeddings"):

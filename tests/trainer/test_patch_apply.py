@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from trainer.errors import ConfigError, IncompatibleModel
+from core.errors import AlreadyExists, IncompatibleModel
 from trainer.patch.apply import apply_patch, merge_into_directory
 from trainer.patch.types import Columns, Patch, Rows, Scale
 from trainer.tiny import TinyConfig, build_model
@@ -101,23 +101,23 @@ def _incompatible_cases(model: nn.Module, random_patch) -> dict[str, tuple[Patch
     return {
         "missing module": (
             Patch("p", {}, {**good, "model.layers.9.self_attn.o_proj": Scale(s=torch.ones(64))}),
-            "module 'model.layers.9.self_attn.o_proj'.*model has none",
+            "module model.layers.9.self_attn.o_proj: .*the model has nothing",
         ),
         "not linear": (
             Patch("p", {}, {**good, "model.embed_tokens": Scale(s=torch.ones(64))}),
-            "module 'model.embed_tokens'.*model has Embedding",
+            "module model.embed_tokens: .*the model has Embedding",
         ),
         "wrong out": (
             Patch("p", {}, {**good, o_proj: Columns(idx=torch.tensor([0]), values=torch.ones(32, 1))}),
-            f"module '{o_proj}'.*expects weight \\[32, >0\\], model has \\[64, 64\\]",
+            f"module {o_proj}: .*expects weight \\[32, >0\\], the model has \\[64, 64\\]",
         ),
         "index out of range": (
             Patch("p", {}, {**good, o_proj: Rows(idx=torch.tensor([1, 64]), values=torch.ones(2, 64))}),
-            f"module '{o_proj}'.*expects weight \\[>64, 64\\], model has \\[64, 64\\]",
+            f"module {o_proj}: .*expects weight \\[>64, 64\\], the model has \\[64, 64\\]",
         ),
         "lowrank shape": (
             random_patch(build_model(TinyConfig(hidden_size=32, intermediate_size=48)), {o_proj: "lowrank"}),
-            f"module '{o_proj}'.*expects weight \\[32, 32\\], model has \\[64, 64\\]",
+            f"module {o_proj}: .*expects weight \\[32, 32\\], the model has \\[64, 64\\]",
         ),
     }
 
@@ -171,7 +171,7 @@ def test_merge_refuses_non_empty_output_and_bad_patch(tmp_path, tiny_model_dir, 
     out.mkdir()
     (out / "keep.txt").write_text("mine")
     patch = random_patch(tiny_model, {"model.layers.0.self_attn.o_proj": "dense"})
-    with pytest.raises(ConfigError, match="not empty"):
+    with pytest.raises(AlreadyExists, match="not empty"):
         merge_into_directory(tiny_model_dir, patch, out)
     assert [p.name for p in out.iterdir()] == ["keep.txt"]
 

@@ -12,7 +12,7 @@ import torch
 from click.testing import CliRunner
 
 from cli.patchfile import export_command, inspect_command
-from trainer.errors import IncompatibleModel, PatchFormatError
+from core.errors import IncompatibleModel, MalformedFile
 from trainer.patch.io import save_patch
 from trainer.patch.types import Patch, Scale
 
@@ -53,7 +53,7 @@ def test_inspect_malformed_raises_trainer_error(tmp_path):
     bad = tmp_path / "bad.safetensors"
     bad.write_text("garbage")
     result = CliRunner().invoke(inspect_command, [str(bad)])
-    assert isinstance(result.exception, PatchFormatError)
+    assert isinstance(result.exception, MalformedFile)
 
 
 def test_export_peft_and_merged(tmp_path, tiny_model_dir, lora_patch_file, input_ids):

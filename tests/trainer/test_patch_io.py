@@ -9,8 +9,9 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from trainer.errors import PatchFormatError
-from trainer.patch.io import load_patch, read_patch_summary, save_patch
+from core.errors import MalformedFile
+from core.patchfile import read_patch_header
+from trainer.patch.io import load_patch, save_patch
 from trainer.patch.types import Columns, LowRank, Patch, Rows, Scale
 
 O_PROJ = "model.layers.0.self_attn.o_proj"
@@ -68,7 +69,7 @@ def test_lowrank_scale_round_trips_exactly(tmp_path):
 
 def test_summary_reads_shapes_and_ranks(tmp_path, tiny_model, random_patch):
     patch = random_patch(tiny_model, ALL_KINDS, seed=1, ranks={O_PROJ: 6})
-    summary = read_patch_summary(save_patch(patch, tmp_path / "p.safetensors"))
+    summary = read_patch_header(save_patch(patch, tmp_path / "p.safetensors"))
     assert summary.method == "test" and summary.method_config == {"seed": 1} and summary.format_version == 1
     assert {n: m.kind for n, m in summary.modules.items()} == ALL_KINDS
     assert summary.modules[O_PROJ].rank == 6
@@ -81,13 +82,13 @@ def test_summary_reads_shapes_and_ranks(tmp_path, tiny_model, random_patch):
 
 def test_save_refuses_reserved_metadata_key(tmp_path):
     patch = Patch("x", {}, {O_PROJ: Scale(s=torch.ones(4))}, metadata={"method": "other"})
-    with pytest.raises(PatchFormatError, match="reserved"):
+    with pytest.raises(MalformedFile, match="reserved"):
         save_patch(patch, tmp_path / "p.safetensors")
 
 
 def test_save_refuses_nan_and_writes_nothing(tmp_path):
     patch = Patch("x", {}, {O_PROJ: Scale(s=torch.tensor([1.0, math.nan]))})
-    with pytest.raises(PatchFormatError, match=f"module '{O_PROJ}'.*NaN"):
+    with pytest.raises(MalformedFile, match=f"module '{O_PROJ}'.*NaN"):
         save_patch(patch, tmp_path / "p.safetensors")
     assert list(tmp_path.iterdir()) == []
 
@@ -189,7 +190,7 @@ def test_malformed_file_rejected(tmp_path, case):
     tensors, meta, message = MALFORMED[case]
     path = tmp_path / "bad.safetensors"
     save_file(tensors, str(path), metadata=meta)
-    with pytest.raises(PatchFormatError, match=message) as info:
+    with pytest.raises(MalformedFile, match=message) as info:
         load_patch(path)
     assert "\n" not in info.value.message
     assert str(path) in info.value.message
@@ -202,23 +203,23 @@ def test_summary_rejects_structural_defects(tmp_path, case):
     tensors, meta, message = MALFORMED[case]
     path = tmp_path / "bad.safetensors"
     save_file(tensors, str(path), metadata=meta)
-    with pytest.raises(PatchFormatError, match=message):
-        read_patch_summary(path)
+    with pytest.raises(MalformedFile, match=message):
+        read_patch_header(path)
 
 
 def test_not_safetensors_and_truncated_and_missing(tmp_path):
     junk = tmp_path / "junk.safetensors"
     junk.write_bytes(b"this is not a safetensors file at all")
-    with pytest.raises(PatchFormatError, match="not a valid safetensors file"):
+    with pytest.raises(MalformedFile, match="not a valid safetensors file"):
         load_patch(junk)
 
     good = tmp_path / "good.safetensors"
     save_patch(Patch("m", {}, {O_PROJ: Rows(idx=torch.tensor([0, 2]), values=torch.ones(2, 8))}), good)
     truncated = tmp_path / "truncated.safetensors"
     truncated.write_bytes(good.read_bytes()[:-5])
-    with pytest.raises(PatchFormatError, match="not a valid safetensors file"):
+    with pytest.raises(MalformedFile, match="not a valid safetensors file"):
         load_patch(truncated)
-    with pytest.raises(PatchFormatError, match="no such file"):
+    with pytest.raises(MalformedFile, match="no such file"):
         load_patch(tmp_path / "absent.safetensors")
 
 
@@ -233,5 +234,5 @@ def test_columns_save_converts_index_dtype(tmp_path):
 
 def test_save_refuses_unserialisable_config(tmp_path):
     patch = Patch("x", {"when": object()}, {O_PROJ: Scale(s=torch.ones(4))})
-    with pytest.raises(PatchFormatError, match="method_config is not JSON-serializable"):
+    with pytest.raises(MalformedFile, match="method_config is not JSON-serializable"):
         save_patch(patch, tmp_path / "p.safetensors")

@@ -9,7 +9,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from trainer.errors import ConfigError
+from core.errors import AlreadyExists, ConfigError
 from trainer.patch.apply import apply_patch
 from trainer.patch.model_shapes import linear_shapes
 from trainer.patch.peft_export import export_peft, export_rank
@@ -159,6 +159,6 @@ def test_columns_need_module_shapes(tmp_path, tiny_model, random_patch):
 def test_refuses_non_empty_out_dir(tmp_path, tiny_model, random_patch):
     (tmp_path / "a").mkdir()
     (tmp_path / "a" / "x").write_text("keep")
-    with pytest.raises(ConfigError, match="not empty"):
+    with pytest.raises(AlreadyExists, match="not empty"):
         export_peft(random_patch(tiny_model, {O_PROJ_0: "scale"}), tmp_path / "a", "tiny", None)
     assert (tmp_path / "a" / "x").read_text() == "keep"

@@ -7,7 +7,7 @@ import json
 import pytest
 import torch
 
-from trainer.errors import ConfigError, PatchFormatError
+from core.errors import ConfigError, MalformedFile
 from trainer.patch.apply import apply_patch
 from trainer.patch.peft_export import export_peft
 from trainer.patch.peft_import import import_peft
@@ -169,18 +169,18 @@ def test_damaged_adapters_are_rejected(tmp_path, tiny_model, random_patch):
     tensors = load_file(str(weights))
 
     _rewrite_config(adapter, r=8, lora_alpha=8)  # config rank disagrees with the tensors
-    with pytest.raises(PatchFormatError, match=rf"{Q0}.*rank"):
+    with pytest.raises(MalformedFile, match=rf"{Q0}.*rank"):
         import_peft(adapter)
     _rewrite_config(adapter, r=4)
 
     save_file({k: v for k, v in tensors.items() if "lora_A" in k}, str(weights))
-    with pytest.raises(PatchFormatError, match=rf"{Q0}.*lora_B"):
+    with pytest.raises(MalformedFile, match=rf"{Q0}.*lora_B"):
         import_peft(adapter)
 
     weights.unlink()
     torch.save(tensors, adapter / "adapter_model.bin")
-    with pytest.raises(PatchFormatError, match=r"convert it to adapter_model\.safetensors"):
+    with pytest.raises(MalformedFile, match=r"convert it to adapter_model\.safetensors"):
         import_peft(adapter)
 
-    with pytest.raises(PatchFormatError, match=r"no adapter_config\.json"):
+    with pytest.raises(MalformedFile, match=r"no adapter_config\.json"):
         import_peft(tmp_path)

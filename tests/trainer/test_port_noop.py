@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from trainer.errors import ConfigError, IncompatibleModel
+from core.errors import ConfigError, IncompatibleModel
 from trainer.patch.types import Dense, LowRank, Patch
 from trainer.port.noop import patch_effect
 

@@ -10,7 +10,7 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from trainer.errors import IncompatibleModel
+from core.errors import IncompatibleModel
 from trainer.patch.types import Columns, Dense, LowRank, Patch, Rows, Scale
 from trainer.port.stats import portability_stats
 

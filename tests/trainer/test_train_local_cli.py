@@ -9,7 +9,7 @@ import sys
 from click.testing import CliRunner
 
 from cli.train_local import eval_command, train_local_command
-from trainer.errors import ConfigError
+from core.errors import ConfigError
 
 
 def test_train_local_writes_a_loadable_patch_and_eval_uses_it(

@@ -8,7 +8,7 @@ import typing
 from collections.abc import Sequence
 from typing import Any
 
-from trainer.errors import ConfigError
+from core.errors import ConfigError
 from trainer.methods.base import Method, MethodConfig
 
 _METHODS: dict[str, Method] = {}

@@ -13,9 +13,10 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from trainer.errors import IncompatibleModel
-from trainer.patch._atomic import atomic_output_dir, ensure_output_dir_free
-from trainer.patch.types import Columns, Delta, Dense, LowRank, Patch, Rows, Scale
+from core.atomic import atomic_output_dir, ensure_output_dir_free
+from core.errors import IncompatibleModel
+from core.fit import module_misfit
+from trainer.patch.types import Columns, Delta, Dense, LowRank, Patch, Rows, delta_shapes, max_index
 
 TOKENIZER_FILES = frozenset(
     {
@@ -33,31 +34,6 @@ TOKENIZER_FILES = frozenset(
 )
 
 
-def describe_expected_weight(delta: Delta) -> str:
-    """The weight shape a delta needs, as text for error messages ('?' = any size)."""
-    if isinstance(delta, LowRank):
-        return f"[{delta.B.shape[0]}, {delta.A.shape[1]}]"
-    if isinstance(delta, Dense):
-        return f"[{delta.delta.shape[0]}, {delta.delta.shape[1]}]"
-    if isinstance(delta, Scale):
-        return f"[{delta.s.shape[0]}, ?]"
-    if isinstance(delta, Columns):
-        return f"[{delta.values.shape[0]}, >{int(delta.idx.max())}]"
-    return f"[>{int(delta.idx.max())}, {delta.values.shape[1]}]"
-
-
-def delta_fits(delta: Delta, out_features: int, in_features: int) -> bool:
-    if isinstance(delta, LowRank):
-        return tuple(delta.B.shape[:1]) + tuple(delta.A.shape[1:]) == (out_features, in_features)
-    if isinstance(delta, Dense):
-        return tuple(delta.delta.shape) == (out_features, in_features)
-    if isinstance(delta, Scale):
-        return delta.s.shape[0] == out_features
-    if isinstance(delta, Columns):
-        return delta.values.shape[0] == out_features and int(delta.idx.max()) < in_features
-    return delta.values.shape[1] == in_features and int(delta.idx.max()) < out_features
-
-
 def check_compatible(model: nn.Module, patch: Patch) -> dict[str, nn.Linear]:
     """Map each patched module name to its nn.Linear, or raise IncompatibleModel naming the first
     mismatch (module, expected, found). Works on meta-device models too: only shapes are read."""
@@ -65,17 +41,18 @@ def check_compatible(model: nn.Module, patch: Patch) -> dict[str, nn.Linear]:
     found: dict[str, nn.Linear] = {}
     for name, delta in sorted(patch.deltas.items()):
         module = named.get(name)
-        if not isinstance(module, nn.Linear):
-            found_type = "none" if module is None else type(module).__name__
+        if module is not None and not isinstance(module, nn.Linear):
+            found = type(module).__name__
             raise IncompatibleModel(
-                f"module '{name}': patch ({delta.kind}) expects an nn.Linear, model has {found_type}"
+                f"module {name}: patch ({delta.kind}) needs a linear layer, the model has {found}"
             )
-        out_features, in_features = module.weight.shape
-        if not delta_fits(delta, out_features, in_features):
-            raise IncompatibleModel(
-                f"module '{name}': patch ({delta.kind}) expects weight {describe_expected_weight(delta)}, "
-                f"model has [{out_features}, {in_features}]"
-            )
+        weight = tuple(module.weight.shape) if isinstance(module, nn.Linear) else None
+        misfit = module_misfit(
+            name, delta.kind, delta_shapes(delta), weight, target="the model", max_index=max_index(delta)
+        )
+        if misfit is not None:
+            raise IncompatibleModel(misfit.message)
+        assert isinstance(module, nn.Linear)
         found[name] = module
     return found
 

@@ -17,50 +17,19 @@ from typing import Any
 
 import torch
 
-from trainer.errors import ConfigError
-from trainer.patch._atomic import atomic_output_dir
+from core.atomic import atomic_output_dir
+from core.errors import ConfigError
+from core.patchfile import peft_adapter_type
+from trainer.patch.io import describe
 from trainer.patch.types import Columns, Delta, LowRank, Patch, Rows, Scale
 
-LORA_KINDS = frozenset({"lowrank", "columns", "rows"})
-DENSE_MESSAGE = "dense patches (full fine-tuning) have no PEFT form; export --format merged instead"
 PREFIX = "base_model.model."
-
-
-def lora_export_rank(kinds_and_ranks: Iterable[tuple[str, int | None]]) -> int | None:
-    """Max LoRA rank over (kind, rank) pairs, or None when the export would not be LoRA."""
-    pairs = list(kinds_and_ranks)
-    if not pairs or any(kind not in LORA_KINDS for kind, _ in pairs):
-        return None
-    return max(int(rank) for _, rank in pairs if rank is not None)
-
-
-def _rank(delta: Delta) -> int | None:
-    if isinstance(delta, LowRank):
-        return int(delta.A.shape[0])
-    if isinstance(delta, Columns | Rows):
-        return int(delta.idx.shape[0])
-    return None
 
 
 def export_rank(patch: Patch) -> int | None:
     """The largest LoRA rank `export_peft` would write (vLLM's `max_lora_rank` must cover it);
     None for IA3 (scale) and for patches that have no LoRA export (dense, mixed with scale)."""
-    return lora_export_rank((d.kind, _rank(d)) for d in patch.deltas.values())
-
-
-def peft_adapter_type(kinds: Iterable[str]) -> str:
-    """ "LORA" or "IA3" for a patch with these delta kinds; ConfigError when none fits."""
-    kinds = set(kinds)
-    if "dense" in kinds:
-        raise ConfigError(DENSE_MESSAGE)
-    if kinds == {"scale"}:
-        return "IA3"
-    if kinds <= LORA_KINDS:
-        return "LORA"
-    raise ConfigError(
-        "patch mixes scale deltas (PEFT IA3) with lowrank/columns/rows deltas (PEFT LoRA); "
-        "one PEFT adapter has one type, so export --format merged instead"
-    )
+    return describe(patch).export_rank
 
 
 def _one_hot(idx: torch.Tensor, size: int, dtype: torch.dtype) -> torch.Tensor:

@@ -4,7 +4,7 @@ Only adapters whose effect is a base-independent weight delta are accepted, beca
 port to other base versions unchanged: plain LoRA (-> lowrank) and IA3 output scaling (-> scale).
 Everything that changes what the adapter computes in other ways (DoRA, biases, extra trainable
 modules, input scaling, ...) is refused with a ConfigError naming the setting; a damaged directory
-(missing files or tensors, bad shapes) raises PatchFormatError.
+(missing files or tensors, bad shapes) raises MalformedFile.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from typing import Any
 
 import torch
 
-from trainer.errors import ConfigError, PatchFormatError
+from core.errors import ConfigError, MalformedFile
 from trainer.patch.types import LowRank, Patch, Scale
 
 CONFIG_FILE = "adapter_config.json"
@@ -54,15 +54,15 @@ IA3_UNSUPPORTED = (
 def _read_config(directory: Path) -> dict[str, Any]:
     path = directory / CONFIG_FILE
     if not directory.is_dir():
-        raise PatchFormatError(f"{directory}: no such adapter directory")
+        raise MalformedFile(f"{directory}: no such adapter directory")
     if not path.is_file():
-        raise PatchFormatError(f"{directory}: no {CONFIG_FILE} (not a PEFT adapter directory?)")
+        raise MalformedFile(f"{directory}: no {CONFIG_FILE} (not a PEFT adapter directory?)")
     try:
         config = json.loads(path.read_text())
     except (ValueError, UnicodeDecodeError) as exc:
-        raise PatchFormatError(f"{path}: not valid JSON ({exc})") from None
+        raise MalformedFile(f"{path}: not valid JSON ({exc})") from None
     if not isinstance(config, dict):
-        raise PatchFormatError(f"{path}: must be a JSON object")
+        raise MalformedFile(f"{path}: must be a JSON object")
     return config
 
 
@@ -72,21 +72,21 @@ def _read_tensors(directory: Path) -> dict[str, torch.Tensor]:
     path = directory / WEIGHTS_FILE
     if not path.is_file():
         if (directory / PICKLE_FILE).is_file():
-            raise PatchFormatError(
+            raise MalformedFile(
                 f"{directory}: only {PICKLE_FILE} found; convert it to {WEIGHTS_FILE} (load the adapter "
                 "with PEFT and save_pretrained(..., safe_serialization=True))"
             )
-        raise PatchFormatError(f"{directory}: no {WEIGHTS_FILE}")
+        raise MalformedFile(f"{directory}: no {WEIGHTS_FILE}")
     try:
         tensors = load_file(str(path))
     except Exception as exc:  # safetensors raises its own error type for every kind of bad header
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise PatchFormatError(f"{path}: not a valid safetensors file ({reason})") from None
+        raise MalformedFile(f"{path}: not a valid safetensors file ({reason})") from None
     if not tensors:
-        raise PatchFormatError(f"{path}: adapter has no tensors")
+        raise MalformedFile(f"{path}: adapter has no tensors")
     for key, tensor in tensors.items():
         if not tensor.is_floating_point() or not bool(torch.isfinite(tensor).all()):
-            raise PatchFormatError(f"{path}: tensor '{key}' is not a finite float tensor")
+            raise MalformedFile(f"{path}: tensor '{key}' is not a finite float tensor")
     return tensors
 
 
@@ -97,12 +97,12 @@ def _refuse(config: dict[str, Any], table: tuple[tuple[str, str], ...], peft_typ
 
 
 def _split_key(key: str, suffixes: tuple[str, ...]) -> tuple[str, str]:
-    """('model.layers.0.self_attn.q_proj', suffix) for a PEFT key, or PatchFormatError."""
+    """('model.layers.0.self_attn.q_proj', suffix) for a PEFT key, or MalformedFile."""
     name = key.removeprefix(PREFIX)
     for suffix in suffixes:
         if name.endswith(suffix) and len(name) > len(suffix):
             return name.removesuffix(suffix), suffix
-    raise PatchFormatError(
+    raise MalformedFile(
         f"unexpected adapter tensor '{key}' (expected names ending in {' or '.join(suffixes)})"
     )
 
@@ -127,7 +127,7 @@ def _number(config: dict[str, Any], field: str) -> float:
         or not math.isfinite(value)
         or value <= 0
     ):
-        raise PatchFormatError(f"{CONFIG_FILE}: {field} must be a positive number, found {value!r}")
+        raise MalformedFile(f"{CONFIG_FILE}: {field} must be a positive number, found {value!r}")
     return float(value)
 
 
@@ -152,16 +152,16 @@ def _lora(config: dict[str, Any], tensors: dict[str, torch.Tensor]) -> dict[str,
     for name, pair in sorted(pairs.items()):
         if set(pair) != {"A", "B"}:
             lacking = "B" if "A" in pair else "A"
-            raise PatchFormatError(f"module '{name}': adapter has no lora_{lacking}.weight")
+            raise MalformedFile(f"module '{name}': adapter has no lora_{lacking}.weight")
         a, b = pair["A"], pair["B"]
         if a.ndim != 2 or b.ndim != 2 or a.shape[0] != b.shape[1]:
-            raise PatchFormatError(
+            raise MalformedFile(
                 f"module '{name}': lora_A {list(a.shape)} and lora_B {list(b.shape)} "
                 "are not [r, in] and [out, r]"
             )
         r = float(_pattern_value(rank_pattern, name, r0))
         if r != a.shape[0]:
-            raise PatchFormatError(f"module '{name}': config rank {r:g} but lora_A has rank {a.shape[0]}")
+            raise MalformedFile(f"module '{name}': config rank {r:g} but lora_A has rank {a.shape[0]}")
         alpha = float(_pattern_value(alpha_pattern, name, alpha0))
         scale = alpha / math.sqrt(r) if config.get("use_rslora") else alpha / r
         deltas[name] = LowRank(A=_float(a), B=_float(b), scale=scale)
@@ -180,7 +180,7 @@ def _ia3(config: dict[str, Any], tensors: dict[str, torch.Tensor]) -> dict[str, 
                 "feedforward_modules=[])"
             )
         if tensor.ndim != 2 or tensor.shape[1] != 1:
-            raise PatchFormatError(f"module '{name}': ia3_l must be [out, 1], found {list(tensor.shape)}")
+            raise MalformedFile(f"module '{name}': ia3_l must be [out, 1], found {list(tensor.shape)}")
         deltas[name] = Scale(s=tensor.reshape(-1).to(torch.float32))
     return deltas
 

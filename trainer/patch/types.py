@@ -11,7 +11,7 @@ from typing import Any
 
 import torch
 
-FORMAT_VERSION = 1
+from core.patchfile import FORMAT_VERSION, TENSOR_NAMES
 
 
 @dataclass
@@ -99,3 +99,13 @@ class Patch:
             else:
                 total += d.delta.numel()
         return total
+
+
+def delta_shapes(delta: Delta) -> dict[str, tuple[int, ...]]:
+    """Tensor shapes by file name (A, B, idx, values, s, delta), as `core.fit` reads them."""
+    return {name: tuple(getattr(delta, name).shape) for name in TENSOR_NAMES[delta.kind]}
+
+
+def max_index(delta: Delta) -> int | None:
+    """The largest selected row/column of a columns/rows delta; None for the other kinds."""
+    return int(delta.idx.max()) if isinstance(delta, Columns | Rows) else None

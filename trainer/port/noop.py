@@ -15,7 +15,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from trainer.errors import ConfigError
+from core.errors import ConfigError
 from trainer.patch.apply import apply_patch
 from trainer.patch.types import Columns, Delta, Dense, LowRank, Patch, Rows
 

@@ -19,9 +19,9 @@ from typing import Any
 
 import torch
 
-from trainer.errors import ConfigError, IncompatibleModel
-from trainer.patch.apply import delta_fits, describe_expected_weight
-from trainer.patch.types import Columns, Delta, Dense, LowRank, Patch, Rows
+from core.errors import ConfigError, IncompatibleModel
+from core.fit import module_misfit
+from trainer.patch.types import Columns, Delta, Dense, LowRank, Patch, Rows, delta_shapes, max_index
 
 DEFAULT_TAU = 0.1
 SINGLE_FILE = "model.safetensors"
@@ -120,15 +120,15 @@ def _checkpoints(dir_a: Path, dir_b: Path) -> Iterator[tuple[_Checkpoint, _Check
 
 
 def _check_shapes(module: str, delta: Delta, shape_a: tuple[int, ...], shape_b: tuple[int, ...]) -> None:
-    if len(shape_a) != 2 or shape_a != shape_b:
-        raise IncompatibleModel(
-            f"module '{module}': weight is {list(shape_a)} in base A but {list(shape_b)} in base B"
+    """The delta fits its own base A, and B has the very same weight shape (`core.fit`'s rule)."""
+    shapes, top = delta_shapes(delta), max_index(delta)
+    misfit = module_misfit(module, delta.kind, shapes, shape_a, target="base A", max_index=top) or (
+        module_misfit(
+            module, delta.kind, shapes, shape_b, target="base B", max_index=top, expected_weight=shape_a
         )
-    if not delta_fits(delta, *shape_a):
-        raise IncompatibleModel(
-            f"module '{module}': patch ({delta.kind}) expects weight {describe_expected_weight(delta)}, "
-            f"base A has {list(shape_a)}"
-        )
+    )
+    if misfit is not None:
+        raise IncompatibleModel(misfit.message)
 
 
 def _dot_and_norm2(delta: Delta, w_a: torch.Tensor, evo: torch.Tensor) -> tuple[float, float]:

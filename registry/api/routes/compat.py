@@ -5,8 +5,8 @@ from __future__ import annotations
 from fastapi import APIRouter, Response
 from pydantic import BaseModel, ConfigDict, Field
 
+from core.errors import InvalidInput
 from registry.api.auth import Reader, Writer
-from registry.errors import InvalidInput
 from registry.schemas import CompatMatrix, JobRead, VerdictRead
 from registry.services import bases, compat, jobs, matrix, patches
 from registry.services.release import port_key

@@ -8,11 +8,11 @@ from pathlib import Path
 from fastapi import APIRouter, Request
 from starlette.concurrency import run_in_threadpool
 
+from core.errors import InvalidInput
+from core.rows import ROLES
 from registry.api.auth import Reader, Writer
 from registry.api.deps import RequestContext
 from registry.api.uploads import multipart_doc, receive_form
-from registry.errors import InvalidInput
-from registry.jsonl import ROLES
 from registry.schemas import DatasetRead
 from registry.services import datasets
 

@@ -10,12 +10,11 @@ from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
+from core.errors import InvalidInput, Unsupported
 from registry.api.auth import Reader, Writer
 from registry.api.deps import RequestContext
 from registry.api.downloads import serve_blob
-from registry.api.errors import Unsupported
 from registry.api.uploads import Form, multipart_doc, receive_form
-from registry.errors import InvalidInput
 from registry.models import PATCH_STATUSES
 from registry.schemas import EvaluationRead, Lineage, PatchRead
 from registry.services import evaluations, lineage, patches

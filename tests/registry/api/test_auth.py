@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
+from core.errors import AlreadyExists, InvalidInput, InvalidState, Unauthorized
 from registry.db import transaction
-from registry.errors import AlreadyExists, InvalidInput, InvalidState, Unauthorized
 from registry.models import ApiToken, AuditEvent, CompatVerdict
 from registry.services import tokens
 from tests.conftest import Registry

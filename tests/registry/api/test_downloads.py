@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from core.errors import RangeNotSatisfiable
 from registry.api.downloads import parse_range
-from registry.api.errors import RangeNotSatisfiable
 from tests.registry.api.conftest import Api
 
 

@@ -74,7 +74,7 @@ def test_patch_routes_from_upload_to_resolve(seeded: Api, patch_file: Path) -> N
         assert (event.actor, event.detail["reason"]) == ("token:write", "reviewed")
 
     fits = api.ok("GET", f"/v1/patches/{pid}/compat", params={"base": "tiny:v2"})
-    assert (fits["verdict"], fits["source_base"], fits["export_rank"]) == ("compatible", "tiny:v1", 4)
+    assert (fits["verdict"], fits["source_base"], fits["export_rank"]) == ("compatible", "tiny:v1", None)
     misfit = api.ok("GET", f"/v1/patches/{pid}/compat", params={"base": "tiny:v3"})
     assert misfit["verdict"] == "incompatible"
     assert {r["code"] for r in misfit["reasons"]} == {"shape_mismatch"}

@@ -20,7 +20,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from trainer.errors import ConfigError, IncompatibleModel
+from core.errors import ConfigError, IncompatibleModel
 from trainer.methods.base import SEVEN_PROJECTIONS
 
 FILE_KIND = "patchreg.alewr_importance"

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from trainer.errors import ConfigError
+from core.errors import ConfigError
 from trainer.methods.base import Method, MethodConfig, Prepared, RegularizedConfig
 
 

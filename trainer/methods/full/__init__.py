@@ -8,7 +8,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from trainer.errors import ConfigError
+from core.errors import ConfigError
 from trainer.methods.base import (
     SEVEN_PROJECTIONS,
     Method,

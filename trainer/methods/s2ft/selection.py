@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from trainer.errors import ConfigError
+from core.errors import ConfigError
 
 # kind -> (module suffix, "columns" or "rows", unit: "head", "kv_head" or "channel")
 KINDS = {

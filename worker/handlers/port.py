@@ -9,8 +9,8 @@ from __future__ import annotations
 from typing import Any
 
 from registry.services import release
-from trainer.worker.context import JobContext
-from trainer.worker.port import port_and_check
+from worker.context import JobContext
+from worker.port import port_and_check
 
 
 def run(ctx: JobContext) -> dict[str, Any]:

@@ -21,37 +21,14 @@ from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
 
+from core.errors import PatchregError
 from registry.db import transaction
-from registry.errors import (
-    AlreadyExists,
-    Ambiguous,
-    DataUnavailable,
-    InvalidInput,
-    InvalidState,
-    NotFound,
-    PatchregError,
-)
 from registry.schemas import JobRead
 from registry.services import jobs
 from registry.store import ArtifactStore
-from trainer.errors import ConfigError, DataError, IncompatibleModel, PatchFormatError, TrainerError
-from trainer.worker.context import JobCancelled, JobContext, ProgressState
+from worker.context import JobCancelled, JobContext, ProgressState
 
 Handler = Callable[[JobContext], dict[str, Any]]
-
-# Errors that another attempt cannot fix: the job fails at once instead of retrying.
-PERMANENT = (
-    InvalidInput,
-    NotFound,
-    Ambiguous,
-    AlreadyExists,
-    InvalidState,
-    DataUnavailable,
-    ConfigError,
-    DataError,
-    IncompatibleModel,
-    PatchFormatError,
-)
 
 
 def default_worker_name() -> str:
@@ -86,7 +63,7 @@ class Worker:
         on_event: JobEvent | None = None,
     ) -> None:
         if handlers is None:
-            from trainer.worker.handlers import HANDLERS
+            from worker.handlers import HANDLERS
 
             handlers = HANDLERS
         self.factory, self.store, self.config = factory, store, config
@@ -135,7 +112,8 @@ class Worker:
             self._emit("end", ended, {"cancelled": str(exc)})
             return ended
         except Exception as exc:
-            permanent = isinstance(exc, PERMANENT)
+            # A known error says whether another attempt can help; an unexpected one might.
+            retry = exc.retryable if isinstance(exc, PatchregError) else True
             error = _describe(exc)
             with self._transaction() as s:
                 jobs.fail(
@@ -143,7 +121,7 @@ class Worker:
                     job.id,
                     self.config.name,
                     error,
-                    retry=not permanent,
+                    retry=retry,
                     backoff_seconds=self.config.backoff_seconds,
                 )
         finally:
@@ -230,7 +208,7 @@ def _acting(factory: sessionmaker[Session], worker: str) -> Iterator[Session]:
 
 def _describe(exc: BaseException) -> str:
     """What the job row keeps: the one-line message of a known error, else the traceback's tail."""
-    if isinstance(exc, PatchregError | TrainerError):
+    if isinstance(exc, PatchregError):
         return f"{exc.code}: {exc.message}"
     tail = "".join(traceback.format_exception(exc)[-6:])
     return f"{type(exc).__name__}: {exc}\n{tail}"[:4000]

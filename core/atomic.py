@@ -12,10 +12,10 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
-from trainer.errors import ConfigError
+from core.errors import AlreadyExists, InvalidInput
 
 
-def _fsync_dir(directory: Path) -> None:
+def fsync_dir(directory: Path) -> None:
     """Make a rename durable: the new directory entry lives in the parent's metadata."""
     fd = os.open(directory, os.O_RDONLY)
     try:
@@ -42,14 +42,14 @@ def atomic_write_bytes(path: Path | str, data: bytes) -> Path:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-    _fsync_dir(path.parent)
+    fsync_dir(path.parent)
     return path
 
 
 def ensure_output_dir_free(out_dir: Path) -> None:
     """Refuse to overwrite: an existing non-empty output is someone's data."""
     if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())):
-        raise ConfigError(f"output directory {out_dir} already exists and is not empty")
+        raise AlreadyExists(f"output directory {out_dir} already exists and is not empty")
 
 
 @contextlib.contextmanager
@@ -73,8 +73,8 @@ def atomic_output_dir(out_dir: Path | str) -> Iterator[Path]:
         try:
             os.replace(tmp, out_dir)  # rename(2) replaces an empty directory, fails on a non-empty one
         except OSError as exc:
-            raise ConfigError(f"cannot move output into {out_dir}: {exc.strerror}") from exc
+            raise InvalidInput(f"cannot move output into {out_dir}: {exc.strerror}") from exc
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    _fsync_dir(out_dir.parent)
+    fsync_dir(out_dir.parent)

@@ -9,12 +9,12 @@ from registry.models import Dataset
 from registry.services import datasets, training
 from registry.services.lookup import get_base_version
 from registry.sources import resolve_source
-from trainer.worker.context import JobContext
+from worker.context import JobContext
 
 
 def ensure_importance(ctx: JobContext, base: str, dataset_id: int) -> Path:
     """The local file of the stored map for (base, dataset), computing and storing it if missing."""
-    from trainer.data import read_jsonl
+    from core.rows import read_rows
     from trainer.methods.alewr.importance import compute_importance
 
     with ctx.transaction() as s:
@@ -27,7 +27,7 @@ def ensure_importance(ctx: JobContext, base: str, dataset_id: int) -> Path:
         rows_path = datasets.readable_path(s, ctx.store, ds)
     ctx.progress(0, 1, f"measuring ALEWR importance of {base}")
     out = compute_importance(
-        model_dir, read_jsonl(rows_path), out_path=ctx.work_dir / "importance.safetensors", device=ctx.device
+        model_dir, read_rows(rows_path), out_path=ctx.work_dir / "importance.safetensors", device=ctx.device
     )
     with ctx.transaction() as s:
         digest = training.record_importance(s, ctx.store, base, dataset_id, out, ctx.job.id)

@@ -178,7 +178,7 @@ def _plan(s: Session, store: ArtifactStore, source_id: str, ported: PatchRead, e
 
 def _measure(patch_file: Any, plan: _Plan, device: str) -> tuple[Any, list[dict[str, Any]]]:
     """(no-op check on the new base, per-dataset metrics for every role), reusing stored numbers."""
-    from trainer.data import read_jsonl
+    from core.rows import read_rows
     from trainer.evaluate import evaluate
     from trainer.hf import load_causal_lm, load_tokenizer, resolve_device
     from trainer.patch.apply import apply_patch
@@ -204,7 +204,7 @@ def _measure(patch_file: Any, plan: _Plan, device: str) -> tuple[Any, list[dict[
     noop = patch_effect(new_base, tokenizer, patch_file)
     out = []
     for ds_id, name, path in plan.eval_sets:
-        rows = read_jsonl(path)
+        rows = read_rows(path)
         plan_for = {
             "base": (plan.dir_b, False),
             "ported": (plan.dir_b, True),

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from registry.services import audit, release
-from trainer.worker.context import JobContext
+from worker.context import JobContext
 
 
 def run(ctx: JobContext) -> dict[str, Any]:

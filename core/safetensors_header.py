@@ -13,7 +13,7 @@ import struct
 from dataclasses import dataclass
 from pathlib import Path
 
-from registry.errors import MalformedFile
+from core.errors import MalformedFile
 
 MAX_HEADER_BYTES = 100 * 1024 * 1024
 
@@ -23,6 +23,14 @@ DTYPE_BYTES = {
     "I32": 4, "U32": 4, "F32": 4,
     "I64": 8, "U64": 8, "F64": 8,
 }  # fmt: skip
+# The same dtypes as torch names them (without "torch."), so messages read the same on both sides.
+DTYPE_NAMES = {
+    "F64": "float64", "F32": "float32", "F16": "float16", "BF16": "bfloat16", "I64": "int64",
+    "I32": "int32", "I16": "int16", "I8": "int8", "U8": "uint8", "BOOL": "bool", "U16": "uint16",
+    "U32": "uint32", "U64": "uint64", "F8_E4M3": "float8_e4m3fn", "F8_E5M2": "float8_e5m2",
+    "F8_E8M0": "float8_e8m0fnu",
+}  # fmt: skip
+DTYPE_CODES = {name: code for code, name in DTYPE_NAMES.items()}
 
 
 @dataclass(frozen=True)
@@ -34,6 +42,11 @@ class TensorInfo:
     @property
     def numel(self) -> int:
         return math.prod(self.shape)
+
+    @property
+    def dtype_name(self) -> str:
+        """The dtype as torch names it, e.g. `float32` for `F32`."""
+        return DTYPE_NAMES.get(self.dtype, self.dtype.lower())
 
 
 def read_safetensors_header(path: Path) -> tuple[dict[str, TensorInfo], dict[str, str]]:

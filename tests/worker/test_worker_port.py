@@ -19,7 +19,7 @@ from trainer.loop import TrainArgs, train_to_patch
 from trainer.patch.io import load_patch, save_patch
 from trainer.patch.types import LowRank
 from trainer.patch.types import Patch as PatchFile
-from trainer.worker.port import GateConfig, decide, port_and_check
+from worker.port import GateConfig, decide, port_and_check
 
 
 @pytest.fixture(scope="session")

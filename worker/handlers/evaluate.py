@@ -14,8 +14,8 @@ from registry.services import evaluations, patches
 from registry.services.datasets import is_available, readable_path
 from registry.services.lookup import base_ref, get_patch
 from registry.sources import resolve_source
-from trainer.worker.context import JobContext
-from trainer.worker.port import GateConfig, port_and_check, primary, summary
+from worker.context import JobContext
+from worker.port import GateConfig, port_and_check, primary, summary
 
 
 def run(ctx: JobContext) -> dict[str, Any]:
@@ -83,7 +83,7 @@ def _measure(
     sets: list[tuple[int, str, Path]],
     stored: dict[int, Any],
 ) -> tuple[Any, list[dict[str, Any]]]:
-    from trainer.data import read_jsonl
+    from core.rows import read_rows
     from trainer.evaluate import evaluate
     from trainer.hf import load_causal_lm, load_tokenizer, resolve_device
     from trainer.patch.apply import apply_patch
@@ -97,7 +97,7 @@ def _measure(
     out = []
     for i, (ds_id, name, path) in enumerate(sets):
         ctx.progress(i, len(sets), f"evaluating on {name}")
-        data = read_jsonl(path)
+        data = read_rows(path)
         base_metrics = stored[ds_id] or evaluate(model, tokenizer, data).to_dict()
         with apply_patch(model, patch_file):
             patched = evaluate(model, tokenizer, data).to_dict()

@@ -21,8 +21,8 @@ from registry.services import bases, datasets, domains, jobs, patches, training
 from tests.conftest import Registry
 from tests.factories import write_patch
 from trainer.family import Family, build_family, domain_rows, write_jsonl
-from trainer.worker.context import JobContext
-from trainer.worker.runner import Handler, Worker, WorkerConfig
+from worker.context import JobContext
+from worker.runner import Handler, Worker, WorkerConfig
 
 
 @pytest.fixture(scope="session")

@@ -1,8 +1,8 @@
-"""One handler per job kind: `handler(ctx) -> result` (JSON), run by `trainer.worker.runner`."""
+"""One handler per job kind: `handler(ctx) -> result` (JSON), run by `worker.runner`."""
 
 from __future__ import annotations
 
-from trainer.worker.handlers import evaluate, importance, port, port_all, train
+from worker.handlers import evaluate, importance, port, port_all, train
 
 HANDLERS = {
     "train": train.run,

@@ -13,15 +13,15 @@ import pytest
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
+from core.errors import InvalidState
 from registry.db import transaction
-from registry.errors import InvalidState
 from registry.models import AuditEvent, CompatVerdict, Dataset, Evaluation, ImportanceMap, Job, Patch
 from registry.services import bases, datasets, domains, jobs, lineage, release, training
 from registry.services.lookup import get_base_version
 from tests.conftest import Registry
 from trainer.family import Family, build_family, domain_rows, write_jsonl
 from trainer.tiny import corpus_paragraphs
-from trainer.worker.runner import Worker, WorkerConfig
+from worker.runner import Worker, WorkerConfig
 
 # What each training request makes on the tiny family (CPU, seeded):
 # - GOOD learns a little: whether the gate validates it depends on a row or two of the quiz;

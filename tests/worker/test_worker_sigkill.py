@@ -21,7 +21,7 @@ from registry.schemas import JobRead
 from registry.services import bases, datasets, domains, jobs, training
 from tests.conftest import Registry
 from trainer.family import Family, build_family, domain_rows, write_jsonl
-from trainer.worker.runner import Worker, WorkerConfig
+from worker.runner import Worker, WorkerConfig
 
 REPO = Path(__file__).resolve().parents[2]
 LEASE = 1.0

@@ -14,8 +14,8 @@ from registry.models import Dataset
 from registry.services import datasets, jobs, patches
 from registry.services.lookup import get_base_version
 from registry.sources import resolve_source
-from trainer.worker.context import JobContext
-from trainer.worker.handlers.importance import ensure_importance
+from worker.context import JobContext
+from worker.handlers.importance import ensure_importance
 
 
 def config_overrides(method_config: dict[str, Any]) -> list[str]:
