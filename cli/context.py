@@ -65,8 +65,7 @@ class AppContext:
     def transaction(self) -> Iterator[Session]:
         """One command, one unit of work, on the current schema only."""
         self.ensure_schema()
-        with transaction(self.factory) as session:
-            session.info["actor"] = self.settings.resolved_actor
+        with transaction(self.factory, self.settings.resolved_actor) as session:
             yield session
 
 

@@ -35,7 +35,8 @@ def port(
 
     The verdict is recorded either way; an incompatible port creates nothing and exits 1.
     """
-    from worker.port import GateConfig, port_and_check
+    from trainer.gate import GateConfig
+    from worker.porting import port_and_check
 
     app.ensure_schema()
     gate = GateConfig(margin=margin, keep_fraction=keep_fraction)

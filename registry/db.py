@@ -83,9 +83,14 @@ def session_factory(engine: Engine) -> sessionmaker[Session]:
 
 
 @contextmanager
-def transaction(factory: sessionmaker[Session]) -> Iterator[Session]:
-    """One unit of work: commit on success; on any failure roll back and drop orphaned new blobs."""
+def transaction(factory: sessionmaker[Session], actor: str | None = None) -> Iterator[Session]:
+    """One unit of work: commit on success; on any failure roll back and drop orphaned new blobs.
+
+    `actor` is who the audit log names for every write in it (`alice`, `token:ci`, `worker:host:1`).
+    """
     session = factory()
+    if actor is not None:
+        session.info["actor"] = actor
     try:
         yield session
         session.commit()

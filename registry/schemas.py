@@ -10,6 +10,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
+from core.plans import MeasurePlan
+
 
 class Schema(BaseModel):
     model_config = ConfigDict(from_attributes=True, frozen=True)
@@ -203,3 +205,41 @@ class TokenRead(Schema):
     scopes: list[str]
     created_at: datetime
     revoked_at: datetime | None
+
+
+class PortPlan(Schema):
+    """A port as recorded so far (verdict, the ported record) and what is left to measure.
+
+    `measure` is None when nothing will be measured: the verdict was incompatible."""
+
+    verdict: VerdictRead
+    patch: PatchRead | None  # the ported record; None when incompatible
+    created: bool
+    source_id: str
+    source_base: str
+    target_base: str
+    measure: MeasurePlan | None = None
+    why_not_evaluated: str | None = None  # set when the plan measures no eval data
+
+
+class PortReport(Schema):
+    """What a port did: the verdict, the ported patch, what was measured and how the gate ruled."""
+
+    verdict: VerdictRead
+    patch: PatchRead | None
+    created: bool
+    portability: dict[str, Any] | None = None
+    rows: list[dict[str, Any]] = []
+    noop: dict[str, Any] | None = None
+    status: str | None = None
+    why: str = ""
+
+
+class EvaluationPlan(Schema):
+    """An `evaluate` job's plan: a trained patch to measure on its own base, or a ported patch to
+    re-check through its port (`port_of` = (source patch, base))."""
+
+    patch_id: str
+    base: str
+    port_of: tuple[str, str] | None = None
+    measure: MeasurePlan | None = None  # None: ported, or the domain has no readable eval data

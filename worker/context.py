@@ -61,11 +61,15 @@ class JobContext:
     def payload(self) -> dict[str, Any]:
         return self.job.payload
 
+    @property
+    def actor(self) -> str:
+        """Who the audit log names for this worker's writes."""
+        return f"worker:{self.worker}"
+
     @contextmanager
     def transaction(self) -> Iterator[Session]:
         """A unit of work acted by this worker (audit actor `worker:NAME`)."""
-        with transaction(self.factory) as session:
-            session.info["actor"] = f"worker:{self.worker}"
+        with transaction(self.factory, self.actor) as session:
             yield session
 
     def progress(

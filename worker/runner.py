@@ -13,8 +13,8 @@ import shutil
 import socket
 import threading
 import traceback
-from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager, contextmanager
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -72,7 +72,7 @@ class Worker:
         self.stop_requested = threading.Event()
 
     def _transaction(self) -> AbstractContextManager[Session]:
-        return _acting(self.factory, self.config.name)
+        return transaction(self.factory, f"worker:{self.config.name}")
 
     def claim(self) -> JobRead | None:
         kinds = self.config.kinds or tuple(self.handlers)
@@ -197,13 +197,6 @@ class Worker:
     def _emit(self, kind: str, job: JobRead, info: dict[str, Any]) -> None:
         if self.on_event is not None:
             self.on_event(kind, job, info)
-
-
-@contextmanager
-def _acting(factory: sessionmaker[Session], worker: str) -> Iterator[Session]:
-    with transaction(factory) as s:
-        s.info["actor"] = f"worker:{worker}"
-        yield s
 
 
 def _describe(exc: BaseException) -> str:

@@ -111,8 +111,7 @@ class RequestContext:
     def transaction(self) -> Iterator[Session]:
         """The request's unit of work. An anonymous caller's work is always rolled back, so open
         reads cannot write even the verdict a compatibility check records."""
-        with transaction(self.state.factory) as session:
-            session.info["actor"] = self.caller.actor
+        with transaction(self.state.factory, self.caller.actor) as session:
             yield session
             if self.caller.token is None:
                 session.rollback()

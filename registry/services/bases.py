@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -118,3 +119,9 @@ def list_bases(session: Session, family: str | None = None) -> list[BaseVersionR
 def show_base(session: Session, ref: str) -> BaseVersionDetail:
     v = get_base_version(session, ref)
     return BaseVersionDetail(**to_read(v).model_dump(), tensor_table=v.tensor_table)
+
+
+def model_dir(session: Session, ref: str) -> Path:
+    """The local directory holding the files of base `ref` (SourceUnavailable when this machine
+    cannot reach them: another worker may)."""
+    return resolve_source(get_base_version(session, ref).source_uri).path

@@ -12,7 +12,8 @@ from pathlib import Path
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from core.errors import AlreadyExists, DataUnavailable, InvalidInput
+from core.errors import AlreadyExists, DataUnavailable, InvalidInput, NotFound
+from core.plans import EvalSet
 from core.rows import count_rows
 from registry.models import Dataset, Domain
 from registry.schemas import DatasetRead
@@ -91,6 +92,28 @@ def list_datasets(session: Session, domain: str | None = None) -> list[DatasetRe
     if domain is not None:
         stmt = stmt.where(Dataset.domain_id == get_domain(session, domain).id)
     return [to_read(d) for d in session.scalars(stmt)]
+
+
+def readable_eval_sets(session: Session, store: ArtifactStore, domain: str) -> list[EvalSet]:
+    """The domain's eval datasets that may still be read, oldest first, as verified local files."""
+    rows = session.scalars(
+        select(Dataset)
+        .where(Dataset.domain_id == get_domain(session, domain).id, Dataset.role == "eval")
+        .order_by(Dataset.id)
+    )
+    return [
+        EvalSet(ds.id, f"{ds.domain.name}/{ds.name}", readable_path(session, store, ds))
+        for ds in rows
+        if is_available(ds)
+    ]
+
+
+def readable_file(session: Session, store: ArtifactStore, dataset_id: int) -> Path:
+    """`readable_path` of the dataset with this id (as jobs name their datasets)."""
+    ds = session.get(Dataset, dataset_id)
+    if ds is None:
+        raise NotFound(f"no dataset with id {dataset_id} (was it deleted after the job was queued?)")
+    return readable_path(session, store, ds)
 
 
 def readable_path(session: Session, store: ArtifactStore, ds: Dataset) -> Path:

@@ -7,10 +7,13 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from core.plans import EVALUATE_ARMS, Decision, Measurement, MeasurePlan
 from registry.models import Dataset, Domain, Evaluation
-from registry.schemas import EvaluationRead
-from registry.services import audit
-from registry.services.lookup import base_ref, get_base_version, get_domain
+from registry.schemas import EvaluationPlan, EvaluationRead, PatchRead
+from registry.services import audit, datasets, patches
+from registry.services.lookup import base_ref, get_base_version, get_patch
+from registry.sources import resolve_source
+from registry.store import ArtifactStore
 
 
 def to_read(e: Evaluation) -> EvaluationRead:
@@ -21,18 +24,6 @@ def to_read(e: Evaluation) -> EvaluationRead:
         metrics=e.metrics,
         job_id=e.job_id,
         created_at=e.created_at,
-    )
-
-
-def eval_datasets(session: Session, domain: str) -> list[Dataset]:
-    """The domain's eval datasets, oldest first (ORM rows: for the worker bridge only)."""
-    domain_row = get_domain(session, domain)
-    return list(
-        session.scalars(
-            select(Dataset)
-            .where(Dataset.domain_id == domain_row.id, Dataset.role == "eval")
-            .order_by(Dataset.id)
-        )
     )
 
 
@@ -83,3 +74,41 @@ def list_for(session: Session, patch_id: str | None = None, base: str | None = N
 
 def _brief(metrics: dict[str, Any]) -> dict[str, Any]:
     return {k: metrics[k] for k in ("loss", "accuracy") if k in metrics}
+
+
+def plan_evaluation(session: Session, store: ArtifactStore, patch_id: str) -> EvaluationPlan:
+    """What an `evaluate` job measures: a trained or imported patch against its own base alone; a
+    ported patch is re-checked through its port instead (`port_of`)."""
+    patch = get_patch(session, patch_id)
+    base = base_ref(patch.base_version)
+    if patch.origin == "ported" and patch.parent_id is not None:
+        return EvaluationPlan(patch_id=patch.id, base=base, port_of=(patch.parent_id, base))
+    eval_sets = datasets.readable_eval_sets(session, store, patch.domain.name)
+    if not eval_sets:
+        return EvaluationPlan(patch_id=patch.id, base=base)
+    stored = {
+        (s.dataset_id, "base"): metrics
+        for s in eval_sets
+        if (metrics := latest(session, None, base, s.dataset_id)) is not None
+    }
+    measure = MeasurePlan(
+        patch_path=store.local_path(patch.artifact_digest),
+        base_dir=resolve_source(patch.base_version.source_uri).path,
+        eval_sets=tuple(eval_sets),
+        arms=dict(EVALUATE_ARMS),
+        stored=stored,
+    )
+    return EvaluationPlan(patch_id=patch.id, base=base, measure=measure)
+
+
+def record_evaluation(
+    session: Session, plan: EvaluationPlan, measured: Measurement, decision: Decision, job_id: str | None
+) -> PatchRead:
+    """The new evaluations and the gate's decision (the status only while still a candidate)."""
+    assert plan.measure is not None
+    owners = {"base": None, "patch": plan.patch_id}
+    for eval_set, row in zip(plan.measure.eval_sets, measured.rows, strict=True):
+        for arm in plan.measure.arms:
+            if (eval_set.dataset_id, arm) not in plan.measure.stored:
+                record(session, owners[arm], plan.base, eval_set.dataset_id, row[arm], job_id)
+    return patches.record_decision(session, plan.patch_id, decision, only_if_candidate=True)

@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 from core.errors import InvalidInput
 from core.fit import module_misfit
 from core.patchfile import PatchHeader, read_patch_header
+from core.plans import Decision
 from registry.models import PATCH_ORIGINS, PATCH_STATUSES, BaseVersion, Dataset, Domain, Patch
 from registry.schemas import PatchRead
 from registry.services import artifacts, audit
@@ -128,3 +129,16 @@ def set_status(session: Session, patch_id: str, status: str, reason: str) -> Pat
     session.flush()
     audit.record(session, "patch.status", patch.id, status=status, previous=previous, reason=reason)
     return to_read(patch)
+
+
+def record_decision(
+    session: Session, patch_id: str, decision: Decision, *, only_if_candidate: bool = False
+) -> PatchRead:
+    """Keep the gate's numbers on the patch and set its status (with `only_if_candidate`, a status
+    someone already changed by hand is left alone; the numbers are still kept)."""
+    patch = get_patch(session, patch_id)
+    patch.metrics = {**patch.metrics, **decision.metrics}
+    session.flush()
+    if only_if_candidate and patch.status != "candidate":
+        return to_read(patch)
+    return set_status(session, patch.id, decision.status, decision.why)

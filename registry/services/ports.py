@@ -1,6 +1,10 @@
-"""Porting, registry side: a ported patch is a new record on the target base sharing its parent's bytes.
+"""Porting, registry side: the ported record, the plan of what to measure, and recording the result.
 
+A ported patch is a new record on the target base that shares its parent's bytes (PortLLM).
 Idempotent: porting the same patch to the same base again returns the patch made the first time.
+The worker measures between `plan_port` and `record_port`, with no transaction open; the caller
+puts `record_port` and the job's completion in one transaction, so a crash between measuring and
+recording leaves nothing recorded and a rerun records exactly once.
 """
 
 from __future__ import annotations
@@ -11,11 +15,12 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from core.errors import InvalidInput
+from core.plans import PORT_ARMS, Decision, Measurement, MeasurePlan
 from registry.models import Patch
-from registry.schemas import PatchRead, VerdictRead
-from registry.services import audit, compat
+from registry.schemas import PatchRead, PortPlan, PortReport, VerdictRead
+from registry.services import audit, compat, datasets, evaluations, patches
 from registry.services.lookup import base_ref, get_base_version, get_patch
-from registry.services.patches import to_read
+from registry.sources import resolve_source
 from registry.store import ArtifactStore
 
 
@@ -37,6 +42,7 @@ def find_port(session: Session, source_id: str, target_version_id: int) -> Patch
 def port_patch(
     session: Session, store: ArtifactStore, patch_id: str, base: str, job_id: str | None = None
 ) -> PortOutcome:
+    """The verdict, and the ported record (made now, or the one made before) unless incompatible."""
     source = get_patch(session, patch_id)
     target = get_base_version(session, base)
     if source.base_version_id == target.id:
@@ -44,7 +50,7 @@ def port_patch(
     verdict = compat.check_compat(session, store, source.id, base)
     existing = find_port(session, source.id, target.id)
     if existing is not None:
-        return PortOutcome(verdict, to_read(existing), created=False)
+        return PortOutcome(verdict, patches.to_read(existing), created=False)
     if verdict.verdict != "compatible":
         return PortOutcome(verdict, None, created=False)
     ported = Patch(
@@ -71,4 +77,99 @@ def port_patch(
         source_base=base_ref(source.base_version),
         base=base,
     )
-    return PortOutcome(verdict, to_read(ported), created=True)
+    return PortOutcome(verdict, patches.to_read(ported), created=True)
+
+
+def plan_port(
+    session: Session,
+    store: ArtifactStore,
+    patch_id: str,
+    base: str,
+    *,
+    evaluate: bool = True,
+    job_id: str | None = None,
+) -> PortPlan:
+    """Port `patch_id` onto `base` (verdict + record) and say what the worker must measure."""
+    outcome = port_patch(session, store, patch_id, base, job_id)
+    ported = outcome.patch
+    source, target = get_patch(session, patch_id), get_base_version(session, base)
+    source_base, target_base = base_ref(source.base_version), base_ref(target)
+    plan = PortPlan(
+        verdict=outcome.verdict,
+        patch=ported,
+        created=outcome.created,
+        source_id=source.id,
+        source_base=source_base,
+        target_base=target_base,
+    )
+    if ported is None:
+        return plan
+    eval_sets = datasets.readable_eval_sets(session, store, ported.domain) if evaluate else []
+    owners = _owners(source.id, ported.id, source_base, target_base)
+    stored = {  # the ported patch is always measured afresh: it is what this port is about
+        (s.dataset_id, arm): metrics
+        for s in eval_sets
+        for arm in PORT_ARMS
+        if arm != "ported"
+        and (metrics := evaluations.latest(session, *owners[arm], s.dataset_id)) is not None
+    }
+    measure = MeasurePlan(
+        patch_path=store.local_path(source.artifact_digest),
+        base_dir=resolve_source(target.source_uri).path,
+        source_base_dir=resolve_source(source.base_version.source_uri).path,
+        eval_sets=tuple(eval_sets),
+        arms=dict(PORT_ARMS),
+        stored=stored,
+        portability=True,
+    )
+    why = None
+    if not eval_sets:
+        why = "not evaluated: " + ("--no-eval" if not evaluate else "the domain has no readable eval dataset")
+    return plan.model_copy(update={"measure": measure, "why_not_evaluated": why})
+
+
+def _owners(
+    source_id: str, ported_id: str, source_base: str, target_base: str
+) -> dict[str, tuple[str | None, str]]:
+    """Whose numbers each arm are: (patch id or None for the base alone, base ref)."""
+    return {
+        "base": (None, target_base),
+        "ported": (ported_id, target_base),
+        "source_base": (None, source_base),
+        "source": (source_id, source_base),
+    }
+
+
+def record_port(
+    session: Session,
+    plan: PortPlan,
+    measured: Measurement | None,
+    decision: Decision | None,
+    job_id: str | None = None,
+) -> PortReport:
+    """Record what the worker measured for `plan`: portability statistics, the new evaluations,
+    and the gate's decision on the ported patch. Returns the report people read."""
+    report = PortReport(verdict=plan.verdict, patch=plan.patch, created=plan.created)
+    if plan.patch is None or plan.measure is None:
+        return report.model_copy(update={"why": "; ".join(r.message for r in plan.verdict.reasons)})
+    assert measured is not None
+    if measured.portability is not None:
+        compat.record_portability(session, plan.source_id, plan.target_base, measured.portability)
+    owners = _owners(plan.source_id, plan.patch.id, plan.source_base, plan.target_base)
+    for eval_set, row in zip(plan.measure.eval_sets, measured.rows, strict=True):
+        for arm in plan.measure.arms:
+            if (eval_set.dataset_id, arm) not in plan.measure.stored:
+                evaluations.record(session, *owners[arm], eval_set.dataset_id, row[arm], job_id)
+    update: dict[str, object] = {
+        "portability": measured.portability,
+        "rows": measured.rows,
+        "noop": measured.noop,
+        "why": plan.why_not_evaluated or "",
+    }
+    if decision is not None:
+        update |= {
+            "status": decision.status,
+            "why": decision.why,
+            "patch": patches.record_decision(session, plan.patch.id, decision),
+        }
+    return report.model_copy(update=update)

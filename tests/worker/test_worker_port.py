@@ -19,7 +19,7 @@ from trainer.loop import TrainArgs, train_to_patch
 from trainer.patch.io import load_patch, save_patch
 from trainer.patch.types import LowRank
 from trainer.patch.types import Patch as PatchFile
-from worker.port import GateConfig, decide, port_and_check
+from worker.porting import port_and_check
 
 
 @pytest.fixture(scope="session")
@@ -115,22 +115,6 @@ def test_no_eval_ports_without_gating(registry: Registry, registered: str) -> No
     report = port_and_check(registry.factory, registry.store, registered, "tiny:v2", evaluate=False)
     assert report.patch is not None and report.patch.status == "candidate" and report.rows == []
     assert report.portability is not None and "--no-eval" in report.why
-
-
-def test_gate_rules() -> None:
-    def row(base: float, ported: float, source_base: float, source: float) -> dict:
-        return {
-            k: {"loss": 1.0, "accuracy": v}
-            for k, v in zip(
-                ("base", "ported", "source_base", "source"), (base, ported, source_base, source), strict=True
-            )
-        }
-
-    gate = GateConfig(margin=0.0, keep_fraction=0.8)
-    assert decide([row(0.5, 0.71, 0.5, 0.75)], None, gate)[0] == "validated"  # keeps 84% of +0.25
-    assert decide([row(0.5, 0.6, 0.5, 0.75)], None, gate)[0] == "degraded"  # keeps 40%
-    assert decide([row(0.5, 0.5, 0.5, 0.75)], None, gate)[0] == "degraded"  # no gain at all
-    assert decide([row(0.5, 0.9, 0.5, 0.75)], "zero delta", gate)[0] == "degraded"
 
 
 def load_patch_modules(registry: Registry, patch_id: str) -> list[str]:

@@ -52,6 +52,18 @@ class NoOpCheck:
             return f"max logit change {self.max_abs_change:.3g} <= tolerance {tol:g}"
         return None
 
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> NoOpCheck:
+        """The inverse of `to_dict` (measurements travel as JSON-ready dicts)."""
+        return cls(
+            max_abs_change=float(data["max_abs_change"]),
+            mean_abs_change=float(data["mean_abs_change"]),
+            num_probes=int(data["num_probes"]),
+            missing_modules=tuple(data.get("missing_modules") or ()),
+            zero_modules=tuple(data.get("zero_modules") or ()),
+            reason=data.get("reason"),
+        )
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "max_abs_change": self.max_abs_change,

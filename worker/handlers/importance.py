@@ -5,10 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from registry.models import Dataset
-from registry.services import datasets, training
-from registry.services.lookup import get_base_version
-from registry.sources import resolve_source
+from registry.services import bases, datasets, training
 from worker.context import JobContext
 
 
@@ -21,10 +18,8 @@ def ensure_importance(ctx: JobContext, base: str, dataset_id: int) -> Path:
         digest = training.find_importance(s, base, dataset_id)
         if digest is not None:
             return ctx.store.local_path(digest)
-        model_dir = resolve_source(get_base_version(s, base).source_uri).path
-        ds = s.get(Dataset, dataset_id)
-        assert ds is not None, f"dataset {dataset_id} vanished"
-        rows_path = datasets.readable_path(s, ctx.store, ds)
+        model_dir = bases.model_dir(s, base)
+        rows_path = datasets.readable_file(s, ctx.store, dataset_id)
     ctx.progress(0, 1, f"measuring ALEWR importance of {base}")
     out = compute_importance(
         model_dir, read_rows(rows_path), out_path=ctx.work_dir / "importance.safetensors", device=ctx.device

@@ -10,10 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from registry.models import Dataset
-from registry.services import datasets, jobs, patches
-from registry.services.lookup import get_base_version
-from registry.sources import resolve_source
+from registry.services import bases, datasets, jobs, patches
 from worker.context import JobContext
 from worker.handlers.importance import ensure_importance
 
@@ -48,10 +45,8 @@ def run(ctx: JobContext) -> dict[str, Any]:
     args = TrainArgs(device=ctx.device, **(p.get("args") or {}))  # values checked here, before any work
 
     with ctx.transaction() as s:
-        model_dir = resolve_source(get_base_version(s, base).source_uri).path
-        ds = s.get(Dataset, int(p["dataset_id"]))
-        assert ds is not None, f"dataset {p['dataset_id']} vanished"
-        data_path = datasets.readable_path(s, ctx.store, ds)
+        model_dir = bases.model_dir(s, base)
+        data_path = datasets.readable_file(s, ctx.store, int(p["dataset_id"]))
 
     importance: Path | None = None
     if p.get("regularize") == "alewr":
@@ -94,7 +89,7 @@ def run(ctx: JobContext) -> dict[str, Any]:
             out,
             p.get("origin", "trained"),
             parent_id=p.get("parent_id"),
-            train_dataset_id=ds.id,
+            train_dataset_id=int(p["dataset_id"]),
             job_id=ctx.job.id,
             metrics=metrics,
         )

@@ -1,0 +1,60 @@
+"""Port a patch onto a base version, measure it and gate it: plan, measure, record.
+
+1. plan (one transaction): the verdict from fingerprints, the ported record (no new bytes), and
+   what to measure (`registry.services.ports.plan_port`);
+2. measure (no database): portability statistics, the no-op check and the eval arms
+   (`trainer.measure.measure`), then the gate (`trainer.gate.decide`);
+3. record (one transaction): statistics, new evaluations, status and metrics
+   (`registry.services.ports.record_port`), plus whatever the caller finishes in the same
+   transaction (`finish`: a job's retrain planning and completion), so a crash between recording and
+   completing cannot record twice.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from registry.db import transaction
+from registry.schemas import PortReport
+from registry.services import ports
+from registry.store import ArtifactStore
+from trainer.gate import GateConfig
+
+Finish = Callable[[Session, PortReport], None]
+
+
+def port_and_check(
+    factory: sessionmaker[Session],
+    store: ArtifactStore,
+    patch_id: str,
+    base: str,
+    *,
+    evaluate: bool = True,
+    gate: GateConfig | None = None,
+    job_id: str | None = None,
+    actor: str | None = None,
+    device: str = "cpu",
+    finish: Finish | None = None,
+) -> PortReport:
+    from trainer.gate import decide
+    from trainer.measure import measure
+
+    gate = gate or GateConfig()
+    with transaction(factory, actor) as s:
+        plan = ports.plan_port(s, store, patch_id, base, evaluate=evaluate, job_id=job_id)
+        if plan.measure is None:  # incompatible: the verdict is all there is to record
+            report = ports.record_port(s, plan, None, None, job_id)
+            if finish is not None:
+                finish(s, report)
+            return report
+
+    measured = measure(plan.measure, device)
+    decision = decide(measured, gate, patched="ported", source="source") if measured.rows else None
+
+    with transaction(factory, actor) as s:
+        report = ports.record_port(s, plan, measured, decision, job_id)
+        if finish is not None:
+            finish(s, report)
+    return report
