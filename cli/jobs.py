@@ -8,7 +8,7 @@ import click
 
 from cli.context import AppContext, json_flag, pass_app
 from cli.output import emit, print_fields, print_table
-from registry.models import JOB_KINDS, JOB_STATUSES
+from core.vocab import JOB_KINDS, JOB_STATUSES
 from registry.schemas import JobRead
 from registry.services import jobs as jobs_service
 

@@ -10,7 +10,7 @@ import click
 from cli.context import AppContext, json_flag, pass_app
 from cli.output import emit, print_fields, print_table
 from cli.patchfile import inspect_command
-from registry.models import PATCH_STATUSES
+from core.vocab import PATCH_STATUSES
 from registry.services import patches
 
 LIST_COLUMNS = [

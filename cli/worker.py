@@ -11,7 +11,7 @@ from tqdm import tqdm
 
 from cli.context import AppContext, json_flag, pass_app
 from cli.output import print_json
-from registry.models import JOB_KINDS
+from core.vocab import JOB_KINDS
 from registry.schemas import JobRead
 
 

@@ -103,13 +103,12 @@ def transaction(factory: sessionmaker[Session], actor: str | None = None) -> Ite
 
 
 def _discard_new_blobs(session: Session, factory: sessionmaker[Session]) -> None:
-    from registry.models import Artifact
-
     pending = session.info.pop(NEW_BLOBS_KEY, [])
     if not pending:
         return
+    artifacts = Base.metadata.tables["artifacts"]  # by name: the ORM module imports this one
     with factory() as check:
         for store, digest in pending:
             # Another transaction may have committed the same content meanwhile: keep it then.
-            if check.scalar(select(Artifact.digest).where(Artifact.digest == digest)) is None:
+            if check.scalar(select(artifacts.c.digest).where(artifacts.c.digest == digest)) is None:
                 store.delete(digest)

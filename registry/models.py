@@ -1,4 +1,8 @@
-"""The ORM: every table of the data model. ORM objects never leave `registry.services`."""
+"""The ORM: every table of the data model.
+
+ORM classes are imported only inside `registry/` (a test enforces it); services hand out schemas
+(`registry.schemas`) and plans (`core.plans`), never rows.
+"""
 
 from __future__ import annotations
 
@@ -20,16 +24,16 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from core.rows import ROLES
+from core.vocab import (
+    BASE_STATUSES,
+    DATASET_ROLES,
+    JOB_KINDS,
+    JOB_STATUSES,
+    PATCH_ORIGINS,
+    PATCH_STATUSES,
+    VERDICTS,
+)
 from registry.db import Base, utcnow
-
-DATASET_ROLES = ROLES
-PATCH_ORIGINS = ("trained", "ported", "retrained", "imported")
-PATCH_STATUSES = ("candidate", "validated", "degraded", "rejected", "deprecated")
-VERDICTS = ("compatible", "incompatible")
-JOB_KINDS = ("train", "importance", "port_all", "port", "evaluate")
-JOB_STATUSES = ("queued", "running", "succeeded", "failed", "cancelled")
-BASE_STATUSES = ("ready", "deprecated")
 
 
 def short_id() -> str:

@@ -17,12 +17,6 @@ class Schema(BaseModel):
     model_config = ConfigDict(from_attributes=True, frozen=True)
 
 
-class FamilyRead(Schema):
-    name: str
-    architecture: str
-    created_at: datetime
-
-
 class BaseVersionRead(Schema):
     ref: str  # "family:version"
     family: str

@@ -19,11 +19,6 @@ def label(method: str, config: dict[str, Any] | None) -> str:
     return method + ("+alewr" if (config or {}).get("regularize") == "alewr" else "")
 
 
-def _scores(metrics: dict[str, Any]) -> str:
-    acc = metrics.get("accuracy")
-    return (f"acc {acc:.3f}, " if acc is not None else "") + f"loss {metrics['loss']:.3f}"
-
-
 def _change(before: dict[str, Any], after: dict[str, Any]) -> str:
     parts = []
     if before.get("accuracy") is not None and after.get("accuracy") is not None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import BinaryIO
 
 from sqlalchemy.orm import Session
 
@@ -25,7 +24,3 @@ def _register(session: Session, store: ArtifactStore, blob: StoredBlob, media_ty
 
 def store_file(session: Session, store: ArtifactStore, path: Path, media_type: str) -> Artifact:
     return _register(session, store, store.put_file(path), media_type)
-
-
-def store_stream(session: Session, store: ArtifactStore, stream: BinaryIO, media_type: str) -> Artifact:
-    return _register(session, store, store.put_stream(stream), media_type)

@@ -22,6 +22,7 @@ from tests.conftest import Registry
 from tests.factories import write_patch
 from trainer.family import Family, build_family, domain_rows, write_jsonl
 from worker.context import JobContext
+from worker.handlers import port as port_handler
 from worker.runner import Handler, Worker, WorkerConfig
 
 
@@ -212,3 +213,51 @@ def test_a_worker_lost_on_the_last_attempt_ends_the_job_failed(registry: Registr
     ended = show(registry, job.id)
     assert (ended.status, ended.attempts) == ("failed", 1)
     assert ended.error is not None and "dead stopped responding on the last attempt" in ended.error
+
+
+def test_a_port_that_dies_before_completing_records_its_evaluations_once(
+    registry: Registry, family: Family, domain_files: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The measurements, the retrain decision and the job's success commit together: a worker that
+    dies between recording and completing leaves nothing recorded, and the rerun records once."""
+    with transaction(registry.factory) as s:
+        bases.register_base(s, "tiny:v1", str(family.v1))
+        bases.register_base(s, "tiny:v2", str(family.v2), parent="tiny:v1")
+        domains.create_domain(s, "docs")
+        datasets.add_dataset(s, registry.store, "docs", "quiz", domain_files[1], "eval")
+        source = patches.register_patch(
+            s,
+            registry.store,
+            "docs",
+            "tiny:v1",
+            write_patch(Path(registry.home) / "p.safetensors"),
+            "imported",
+        )
+        job, _ = jobs.enqueue(s, "port", {"patch_id": source.id, "base": "tiny:v2"}, dedupe_key="port:test")
+
+    def evaluations() -> int:
+        with transaction(registry.factory) as s:
+            return int(s.scalar(select(func.count()).select_from(Evaluation)) or 0)
+
+    real_complete = JobContext.complete_in
+    calls = []
+
+    def dies_the_first_time(self: JobContext, session: Any, result: dict[str, Any]) -> None:
+        calls.append(self.job.attempts)
+        if len(calls) == 1:
+            raise RuntimeError("the worker died right after recording")
+        real_complete(self, session, result)
+
+    monkeypatch.setattr(JobContext, "complete_in", dies_the_first_time)
+    worker = make_worker(registry, handlers={"port": port_handler.run})
+    assert worker.run_one() is not None
+    first = show(registry, job.id)
+    assert (first.status, first.attempts) == ("queued", 1) and "worker died" in (first.error or "")
+    assert evaluations() == 0  # rolled back with the failed completion
+
+    assert worker.run_one() is not None
+    assert show(registry, job.id).status == "succeeded"
+    assert evaluations() == 4  # base, ported, source_base, source on the one eval set: once each
+    with transaction(registry.factory) as s:
+        ported = s.scalars(select(Patch).where(Patch.origin == "ported")).all()
+    assert len(ported) == 1 and ported[0].status in ("validated", "degraded")

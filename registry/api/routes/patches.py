@@ -11,11 +11,11 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
 from core.errors import InvalidInput, Unsupported
+from core.vocab import PATCH_STATUSES
 from registry.api.auth import Reader, Writer
 from registry.api.deps import RequestContext
 from registry.api.downloads import serve_blob
 from registry.api.uploads import Form, multipart_doc, receive_form
-from registry.models import PATCH_STATUSES
 from registry.schemas import EvaluationRead, Lineage, PatchRead
 from registry.services import evaluations, lineage, patches
 

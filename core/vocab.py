@@ -1,0 +1,17 @@
+"""The registry's closed vocabularies: what a status, an origin or a job kind may be.
+
+Kept apart from the ORM so that the CLI, the API and the worker can name them without importing
+table classes; `registry/models.py` turns each into a CHECK constraint.
+"""
+
+from __future__ import annotations
+
+from core.rows import ROLES
+
+DATASET_ROLES = ROLES
+PATCH_ORIGINS = ("trained", "ported", "retrained", "imported")
+PATCH_STATUSES = ("candidate", "validated", "degraded", "rejected", "deprecated")
+VERDICTS = ("compatible", "incompatible")
+JOB_KINDS = ("train", "importance", "port_all", "port", "evaluate")
+JOB_STATUSES = ("queued", "running", "succeeded", "failed", "cancelled")
+BASE_STATUSES = ("ready", "deprecated")
