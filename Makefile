@@ -24,13 +24,16 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/patchreg demo $(DEMO_ARGS)
 
-test: $(STAMP)
-	$(BIN)/ruff check .
+# The whole suite on SQLite and PostgreSQL, after the lint gate.
+test: lint
 	$(BIN)/python -m pytest -q
 
+# ruff, mypy (strict on core/, registry/, cli/, worker/; defaults on trainer/), the import contracts.
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+	$(BIN)/python -m pytest -q -p no:cacheprovider tests/test_architecture.py
 
 clean:
 	rm -rf $(VENV) .patchreg-demo .pytest_cache

@@ -17,7 +17,8 @@ EXIT_USAGE = 2  # click.UsageError's own exit code
 
 
 class UserError(click.ClickException):
-    """A PatchregError as click shows it: `error: <message>` and EXIT_USER_ERROR."""
+    """A PatchregError as click shows it: `error: <message>` and EXIT_USER_ERROR, whatever the code
+    (scripts read the stable code from `--json` output or the message)."""
 
     exit_code = EXIT_USER_ERROR
 
@@ -29,12 +30,5 @@ class UserError(click.ClickException):
         click.echo(f"error: {self.message}", err=True)
 
 
-def exit_code(error: PatchregError) -> int:
-    """Every user-facing error exits 1: the code tells scripts which one it was."""
-    return EXIT_USER_ERROR
-
-
 def to_user_error(error: PatchregError) -> UserError:
-    user = UserError(error.code, error.message)
-    user.exit_code = exit_code(error)
-    return user
+    return UserError(error.code, error.message)

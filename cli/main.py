@@ -6,7 +6,6 @@ traceback; a usage error exits 2 (click's own). The mapping itself lives in `cli
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -111,4 +110,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

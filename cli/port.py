@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import click
 
 from cli.context import AppContext, json_flag, pass_app
@@ -9,7 +11,7 @@ from cli.output import emit, print_fields, print_table
 from core.errors import InvalidState
 
 
-def _fmt(metrics: dict | None) -> str:
+def _fmt(metrics: dict[str, Any] | None) -> str:
     if not metrics:
         return "-"
     acc = metrics.get("accuracy")

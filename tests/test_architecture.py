@@ -150,7 +150,7 @@ def test_every_job_kind_has_a_handler() -> None:
 
 
 def test_every_error_code_has_an_http_status_and_an_exit_code() -> None:
-    from cli.errors import exit_code
+    from cli.errors import EXIT_USER_ERROR, to_user_error
     from core import errors
     from registry.api.errors import STATUS
 
@@ -162,4 +162,4 @@ def test_every_error_code_has_an_http_status_and_an_exit_code() -> None:
     classes = [c for c in family(errors.PatchregError) if c.__module__ == "core.errors"]
     codes = {c.code for c in classes if c is not errors.PatchregError}
     assert codes - set(STATUS) == set()
-    assert all(exit_code(c.__new__(c)) == 1 for c in classes)
+    assert all(to_user_error(errors.PatchregError("x")).exit_code == EXIT_USER_ERROR == 1 for _ in classes)

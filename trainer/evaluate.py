@@ -17,10 +17,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from core.rows import Row
 from trainer.data import (
     IGNORE_INDEX,
     Example,
-    Row,
     as_rows,
     encode_pair,
     encode_rows,

@@ -20,7 +20,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from core.errors import ConfigError
-from trainer.data import Example, Row, as_rows, encode_rows, iter_batches, pad_token_id
+from core.rows import Row
+from trainer.data import Example, as_rows, encode_rows, iter_batches, pad_token_id
 from trainer.methods.base import Method, MethodConfig, check_choice, check_range
 from trainer.patch.types import Patch
 
@@ -135,7 +136,7 @@ def _batches(examples: Sequence[Example], args: TrainArgs, pad_id: int) -> Itera
         yield from iter_batches(examples, args.batch_size, pad_id, generator)
 
 
-def _autocast(device: torch.device) -> contextlib.AbstractContextManager:
+def _autocast(device: torch.device) -> contextlib.AbstractContextManager[Any]:
     if device.type == "cuda":
         return torch.autocast("cuda", dtype=torch.bfloat16)
     return contextlib.nullcontext()

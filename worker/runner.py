@@ -63,11 +63,11 @@ class Worker:
         on_event: JobEvent | None = None,
     ) -> None:
         if handlers is None:
-            from worker.handlers import HANDLERS
+            from worker.handlers import HANDLERS as default_handlers
 
-            handlers = HANDLERS
+            handlers = dict(default_handlers)
         self.factory, self.store, self.config = factory, store, config
-        self.handlers = handlers
+        self.handlers: dict[str, Handler] = handlers
         self.on_event = on_event
         self.stop_requested = threading.Event()
 

@@ -83,7 +83,8 @@ class ApiState:
 
 
 def get_state(request: Request) -> ApiState:
-    return request.app.state.patchreg
+    state: ApiState = request.app.state.patchreg
+    return state
 
 
 @dataclass(frozen=True)

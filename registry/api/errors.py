@@ -71,7 +71,7 @@ def to_response(exc: Exception) -> JSONResponse:
     if isinstance(exc, StarletteHTTPException):
         code = HTTP_CODES.get(exc.status_code, f"http_{exc.status_code}")
         message = "no such route" if exc.status_code == 404 else str(exc.detail)
-        return error_response(exc.status_code, code, message, headers=exc.headers)
+        return error_response(exc.status_code, code, message, headers=dict(exc.headers or {}))
     # Starlette re-raises it after this response is sent, so the server logs the traceback once.
     return error_response(500, "internal_error", "internal server error (details are in the server log)")
 

@@ -20,8 +20,9 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from core.errors import InvalidInput, InvalidState
+from core.vocab import JOB_KINDS, JOB_STATUSES
 from registry.db import utcnow
-from registry.models import JOB_KINDS, JOB_STATUSES, Job, short_id
+from registry.models import Job, short_id
 from registry.schemas import JobRead
 from registry.services import audit
 from registry.services.lookup import by_id_prefix
@@ -120,7 +121,7 @@ def claim(
                 .values(worker=worker, lease_until=now + timedelta(seconds=lease_seconds))
                 .execution_options(synchronize_session=False)
             )
-            if taken.rowcount != 1:
+            if getattr(taken, "rowcount", 0) != 1:  # a CursorResult: UPDATE reports its row count
                 session.expire(job)
                 continue
             session.refresh(job)

@@ -12,7 +12,8 @@ from core.errors import InvalidInput
 from core.fit import module_misfit
 from core.patchfile import PatchHeader, read_patch_header
 from core.plans import Decision
-from registry.models import PATCH_ORIGINS, PATCH_STATUSES, BaseVersion, Dataset, Domain, Patch
+from core.vocab import PATCH_ORIGINS, PATCH_STATUSES
+from registry.models import BaseVersion, Dataset, Domain, Patch
 from registry.schemas import PatchRead
 from registry.services import artifacts, audit
 from registry.services.lookup import base_ref, get_base_version, get_domain, get_patch

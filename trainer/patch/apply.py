@@ -42,9 +42,9 @@ def check_compatible(model: nn.Module, patch: Patch) -> dict[str, nn.Linear]:
     for name, delta in sorted(patch.deltas.items()):
         module = named.get(name)
         if module is not None and not isinstance(module, nn.Linear):
-            found = type(module).__name__
+            what = type(module).__name__
             raise IncompatibleModel(
-                f"module {name}: patch ({delta.kind}) needs a linear layer, the model has {found}"
+                f"module {name}: patch ({delta.kind}) needs a linear layer, the model has {what}"
             )
         weight = tuple(module.weight.shape) if isinstance(module, nn.Linear) else None
         misfit = module_misfit(

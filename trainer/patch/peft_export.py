@@ -68,7 +68,9 @@ def _pattern_owner(patterns: Iterable[str], name: str) -> str | None:
     return None
 
 
-def _lora(patch: Patch, shapes: Mapping[str, tuple[int, int]] | None) -> tuple[dict, dict[str, Any]]:
+def _lora(
+    patch: Patch, shapes: Mapping[str, tuple[int, int]] | None
+) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     tensors: dict[str, torch.Tensor] = {}
     settings: dict[str, tuple[int, int | float]] = {}
     for name, delta in sorted(patch.deltas.items()):
@@ -104,7 +106,7 @@ def _lora(patch: Patch, shapes: Mapping[str, tuple[int, int]] | None) -> tuple[d
     return tensors, config
 
 
-def _ia3(patch: Patch) -> tuple[dict, dict[str, Any]]:
+def _ia3(patch: Patch) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     tensors = {}
     for name, delta in sorted(patch.deltas.items()):
         assert isinstance(delta, Scale)

@@ -204,7 +204,14 @@ def import_peft(adapter_dir: Path | str, method_name: str | None = None) -> Patc
     tensors = _read_tensors(directory)
     if peft_type == "LORA":
         deltas: dict[str, Any] = _lora(config, tensors)
-        fields = ("r", "lora_alpha", "use_rslora", "rank_pattern", "alpha_pattern", "target_modules")
+        fields: tuple[str, ...] = (
+            "r",
+            "lora_alpha",
+            "use_rslora",
+            "rank_pattern",
+            "alpha_pattern",
+            "target_modules",
+        )
     else:
         deltas = _ia3(config, tensors)
         fields = ("target_modules", "feedforward_modules")

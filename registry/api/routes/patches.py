@@ -4,7 +4,7 @@ set status, download (ETag + Range), lineage and evaluations."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
@@ -31,7 +31,7 @@ UPLOAD_DOC = multipart_doc(
     },
     required=("domain", "base"),
 )
-DOWNLOAD_DOC = {
+DOWNLOAD_DOC: dict[int | str, dict[str, Any]] = {
     200: {"content": {patches.MEDIA_TYPE: {}}, "description": "The whole patch file"},
     206: {"description": "One byte range (Range: bytes=first-last)"},
     304: {"description": "If-None-Match matched the ETag (the sha256)"},
