@@ -1,6 +1,7 @@
 """What services return: plain pydantic models built while the session is open.
 
-ORM objects never leave `registry.services`; the CLI prints these and the API serialises them.
+ORM objects never leave `registry/` (tests/test_architecture.py); the CLI prints these and the API
+serialises them. What the worker measures travels as `core.plans` data inside these schemas.
 """
 
 from __future__ import annotations
