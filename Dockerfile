@@ -33,8 +33,10 @@ RUN pip install --index-url "${TORCH_INDEX_URL}" "${TORCH_REQUIREMENT}"
 
 WORKDIR /opt/patchreg
 COPY pyproject.toml README.md ./
+COPY core ./core
 COPY registry ./registry
 COPY trainer ./trainer
+COPY worker ./worker
 COPY cli ./cli
 COPY migrations ./migrations
 RUN pip install . \

@@ -179,3 +179,12 @@ def test_dockerignore_keeps_what_the_dockerfile_copies() -> None:
     for source in " ".join(copied).split():
         assert source not in ignored
     assert "models" in ignored and ".venv" in ignored
+
+
+def test_the_image_copies_every_package_that_pyproject_installs() -> None:
+    import tomllib
+
+    include = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]["find"]
+    packages = {pattern.rstrip("*") for pattern in include["include"]}
+    copied = re.findall(r"^COPY (\S+) \./\1$", (ROOT / "Dockerfile").read_text(), re.M)
+    assert packages <= set(copied), f"the Dockerfile does not COPY {sorted(packages - set(copied))}"
