@@ -20,7 +20,7 @@ from core.atomic import atomic_output_dir
 from core.errors import InvalidInput, Unsupported
 from core.fetch import MANIFEST, NATIVE_FILE, FetchPlan, check_format
 
-Writer = Callable[[FetchPlan, Path, Path, "Path | None"], None]
+Writer = Callable[[FetchPlan, Path, Path, Path | None], None]
 
 
 def _write_native(plan: FetchPlan, patch_file: Path, directory: Path, base_dir: Path | None) -> None:
