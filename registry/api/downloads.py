@@ -1,4 +1,5 @@
-"""Serving a stored blob over HTTP: a strong ETag (its sha256), conditional GET, one byte range.
+"""Serving a stored blob over HTTP: a strong ETag (its sha256), conditional GET, one byte range;
+and serving a directory as an uncompressed tar stream.
 
 A blob is verified against its digest before the first byte goes out (the store hashes it), so a
 corrupted artifact is refused with `corrupt_artifact` and never served, in whole or in part. A
@@ -8,11 +9,15 @@ request with several ranges is answered with the whole blob, which HTTP allows.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+import shutil
+import tarfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import BinaryIO
 
 from fastapi import Request, Response
 from fastapi.responses import StreamingResponse
+from starlette.background import BackgroundTask
 
 from core.errors import RangeNotSatisfiable
 from registry.store import ArtifactStore
@@ -104,4 +109,65 @@ def serve_blob(
             "Content-Range": f"bytes {first}-{last}/{size}",
         },
         media_type=media_type,
+    )
+
+
+TAR_MEDIA_TYPE = "application/x-tar"
+
+
+Member = tuple[Path, int, bytes]  # a file, its size, its tar header
+
+
+def _tar_members(directory: Path) -> list[Member]:
+    """(file, size, tar header) for every file under `directory`, by relative path."""
+    members: list[Member] = []
+    for path in sorted(p for p in directory.rglob("*") if p.is_file()):
+        info = tarfile.TarInfo(path.relative_to(directory).as_posix())
+        stat = path.stat()
+        info.size, info.mtime, info.mode = stat.st_size, int(stat.st_mtime), 0o644
+        members.append((path, stat.st_size, info.tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape")))
+    return members
+
+
+def _tar_size(members: list[Member]) -> int:
+    body = sum(len(header) + size + -size % tarfile.BLOCKSIZE for _, size, header in members)
+    body += 2 * tarfile.BLOCKSIZE  # end of archive
+    return body + -body % tarfile.RECORDSIZE  # as tarfile pads it
+
+
+def _tar_chunks(members: list[Member], total: int, done: Callable[[], None]) -> Iterator[bytes]:
+    sent = 0
+    try:
+        for path, size, header in members:
+            yield header
+            with open(path, "rb") as f:
+                yield from _chunks(f, 0, size)
+            pad = -size % tarfile.BLOCKSIZE
+            if pad:
+                yield bytes(pad)
+            sent += len(header) + size + pad
+        yield bytes(total - sent)
+    finally:
+        done()  # also when the client went away mid-stream
+
+
+def serve_directory(directory: Path, filename: str, headers: dict[str, str], scratch: Path) -> Response:
+    """Stream `directory`'s files as an uncompressed tar (names relative to it, so `tar -x -C DIR`
+    recreates it), then remove `scratch`, the private temp directory that holds it."""
+
+    def done() -> None:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+    members = _tar_members(directory)
+    total = _tar_size(members)
+    return StreamingResponse(
+        _tar_chunks(members, total, done),
+        headers={
+            **headers,
+            "Content-Length": str(total),
+            "Content-Disposition": f'attachment; filename="{filename}"',
+            "Cache-Control": "no-store",
+        },
+        media_type=TAR_MEDIA_TYPE,
+        background=BackgroundTask(done),
     )

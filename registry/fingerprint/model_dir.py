@@ -49,6 +49,15 @@ def tensor_table(tensors: dict[str, TensorInfo]) -> list[list[Any]]:
     return [[t.name, list(t.shape), t.dtype] for t in sorted(tensors.values(), key=lambda t: t.name)]
 
 
+def linear_shapes(table: list[list[Any]]) -> dict[str, tuple[int, int]]:
+    """{module: (out, in)} for every 2-D `<module>.weight` in a tensor table: no weights needed."""
+    return {
+        name.removesuffix(".weight"): (int(shape[0]), int(shape[1]))
+        for name, shape, _ in table
+        if name.endswith(".weight") and len(shape) == 2
+    }
+
+
 def _canonical(obj: Any) -> bytes:
     return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
 

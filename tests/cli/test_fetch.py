@@ -8,9 +8,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from cli.fetch import fetch, peft_base_name
+from cli.fetch import fetch
 from cli.main import PatchregGroup, cli
 from registry.db import make_engine
+from registry.sources import peft_base_name
 from registry.store import sha256_file
 from tests.cli.conftest import Patchreg
 from tests.factories import write_patch

@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from core.atomic import atomic_output_dir, ensure_output_dir_free
+from core.atomic import atomic_output_dir
 from core.errors import IncompatibleModel
 from core.fit import module_misfit
 from trainer.patch.types import Columns, Delta, Dense, LowRank, Patch, Rows, delta_shapes, max_index
@@ -146,21 +146,23 @@ def apply_patch(model: nn.Module, patch: Patch) -> AppliedPatch:
     return AppliedPatch(saved)
 
 
-def merge_into_directory(model_dir: Path | str, patch: Patch, out_dir: Path | str) -> Path:
-    """Write base + patch as a standalone model (safetensors, same dtype as saved, tokenizer copied).
-
-    The result is built in a temp directory beside `out_dir` and renamed into place at the end; an
-    existing non-empty `out_dir` is refused.
-    """
+def write_merged(model_dir: Path | str, patch: Patch, directory: Path) -> None:
+    """Write base + patch as a standalone model into `directory`, which exists (a staging directory
+    that the caller makes appear atomically): safetensors in the saved dtype, tokenizer copied."""
     from trainer.hf import load_causal_lm
 
-    model_dir, out_dir = Path(model_dir), Path(out_dir)
-    ensure_output_dir_free(out_dir)
+    model_dir = Path(model_dir)
     model = load_causal_lm(model_dir, dtype="auto")
     apply_patch(model, patch)
+    model.save_pretrained(directory, safe_serialization=True)
+    for file in sorted(model_dir.iterdir()):
+        if file.is_file() and file.name in TOKENIZER_FILES:
+            shutil.copy2(file, directory / file.name)
+
+
+def merge_into_directory(model_dir: Path | str, patch: Patch, out_dir: Path | str) -> Path:
+    """`write_merged` into a new directory `out_dir`: built in a temp directory beside it and renamed
+    into place at the end; an existing non-empty `out_dir` is refused before the model is loaded."""
     with atomic_output_dir(out_dir) as tmp:
-        model.save_pretrained(tmp, safe_serialization=True)
-        for file in sorted(model_dir.iterdir()):
-            if file.is_file() and file.name in TOKENIZER_FILES:
-                shutil.copy2(file, tmp / file.name)
-    return out_dir
+        write_merged(model_dir, patch, tmp)
+    return Path(out_dir)

@@ -122,15 +122,16 @@ def _ia3(patch: Patch) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     return tensors, config
 
 
-def export_peft(
+def write_peft(
     patch: Patch,
-    out_dir: Path | str,
+    directory: Path,
     base_model_name_or_path: str,
     revision: str | None = None,
     *,
     module_shapes: Mapping[str, tuple[int, int]] | None = None,
-) -> Path:
-    """Write `adapter_config.json` + `adapter_model.safetensors` into a new directory, atomically.
+) -> None:
+    """Write `adapter_config.json` + `adapter_model.safetensors` into `directory`, which exists (a
+    staging directory that the caller makes appear atomically).
 
     `module_shapes` ({module: (out, in)}) is needed only for columns/rows deltas, whose one-hot
     selector spans the full weight dimension that the patch itself does not record.
@@ -147,7 +148,19 @@ def export_peft(
         revision=revision,
         inference_mode=True,
     )
+    save_file(tensors, str(directory / "adapter_model.safetensors"), metadata={"format": "pt"})
+    (directory / "adapter_config.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+
+
+def export_peft(
+    patch: Patch,
+    out_dir: Path | str,
+    base_model_name_or_path: str,
+    revision: str | None = None,
+    *,
+    module_shapes: Mapping[str, tuple[int, int]] | None = None,
+) -> Path:
+    """`write_peft` into a new directory `out_dir`, atomically (an existing non-empty one is refused)."""
     with atomic_output_dir(out_dir) as tmp:
-        save_file(tensors, str(tmp / "adapter_model.safetensors"), metadata={"format": "pt"})
-        (tmp / "adapter_config.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+        write_peft(patch, tmp, base_model_name_or_path, revision, module_shapes=module_shapes)
     return Path(out_dir)

@@ -1,4 +1,5 @@
-"""The server refuses an out-of-date schema, and starts (and takes native patches) without torch."""
+"""The server refuses an out-of-date schema, and starts (and takes and serves native patches) without
+torch."""
 
 from __future__ import annotations
 
@@ -91,7 +92,7 @@ def test_importing_the_app_loads_no_ml_library() -> None:
 
 
 SERVER_WITHOUT_TORCH = """
-import importlib.abc, json, sys
+import importlib.abc, io, json, sys, tarfile
 
 class NoML(importlib.abc.MetaPathFinder):
     def find_spec(self, name, path=None, target=None):
@@ -124,12 +125,21 @@ with TestClient(app) as c:
     }}
     peft = c.post("/v1/patches", data=form, files=files, headers=auth)
     out["peft"] = [peft.status_code, peft.json()["error"]["code"]]
+    where = {{"domain": "medical", "base": "tiny:v1"}}
+    native = c.get("/v1/fetch", params={{**where, "format": "native"}}, headers=auth)
+    with tarfile.open(fileobj=io.BytesIO(native.content)) as tar:
+        sent = {{m.name: tar.extractfile(m).read() for m in tar.getmembers()}}
+    same = sent["patch.safetensors"] == open(patch, "rb").read()
+    out["fetch_native"] = [native.status_code, sorted(sent), same]
+    for fmt in ("peft", "merged"):
+        refused = c.get("/v1/fetch", params={{**where, "format": fmt}}, headers=auth)
+        out["fetch_" + fmt] = [refused.status_code, refused.json()["error"]["code"]]
 out["ml_loaded"] = sorted(m for m in sys.modules if m.split(".")[0] in {heavy!r})
 print(json.dumps(out))
 """
 
 
-def test_server_without_torch_takes_native_patches(
+def test_server_without_torch_takes_and_serves_native_patches(
     sqlite_template: Path, tmp_path: Path, make_tiny_model, patch_file: Path, adapters: dict[int, Path]
 ) -> None:
     db = tmp_path / "registry.db"
@@ -151,5 +161,8 @@ def test_server_without_torch_takes_native_patches(
         "domain": 201,
         "native": 201,
         "peft": [501, "unsupported"],
+        "fetch_native": [200, ["patch.safetensors", "patchreg.json"], True],
+        "fetch_peft": [501, "unsupported"],
+        "fetch_merged": [501, "unsupported"],
         "ml_loaded": [],
     }

@@ -1,0 +1,62 @@
+"""What a fetch will write, decided once by the registry and carried out by one materialiser.
+
+The registry resolves a `FetchPlan` (which patch, for which base, and everything an export needs to
+know about that base); the trainer's `materialize` turns a plan and the verified patch file into
+one output directory in any of `FORMATS`. The CLI (`patchreg fetch`) and the API (`GET /v1/fetch`)
+both go through these two steps, so they write the same bytes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal, get_args
+
+from core.errors import InvalidInput
+
+Format = Literal["native", "peft", "merged"]
+FORMATS: tuple[str, ...] = get_args(Format)
+MANIFEST = "patchreg.json"  # written beside every fetch: what was fetched, for which base, and why
+NATIVE_FILE = "patch.safetensors"
+
+
+def check_format(fmt: str) -> str:
+    if fmt not in FORMATS:
+        raise InvalidInput(f"unknown fetch format {fmt!r}: expected one of {', '.join(FORMATS)}")
+    return fmt
+
+
+@dataclass(frozen=True)
+class FetchPlan:
+    """The patch chosen for (domain, base), and what its exports must say about the base."""
+
+    patch_id: str
+    domain: str
+    base: str  # "family:version", the registry's name for the base
+    base_name: str  # PEFT's base_model_name_or_path: the hub repo id, else the local path
+    revision: str | None  # the base's resolved commit (hub sources), else None
+    source_uri: str  # where the base's files come from (merged needs them)
+    method: str
+    origin: str
+    status: str
+    digest: str  # sha256 of the patch file
+    why: str  # one sentence: why this patch was chosen
+    # {module: (out_features, in_features)} of the base's linear weights, from the registered tensor
+    # table; columns/rows deltas need them to build their one-hot PEFT selectors.
+    module_shapes: Mapping[str, tuple[int, int]] = field(default_factory=dict, hash=False, repr=False)
+
+    def manifest(self, fmt: str) -> dict[str, Any]:
+        """The content of `patchreg.json` for a fetch in `fmt` (key order is the file's order)."""
+        return {
+            "patch_id": self.patch_id,
+            "domain": self.domain,
+            "base": self.base,
+            "base_source": self.source_uri,
+            "revision": self.revision,
+            "method": self.method,
+            "origin": self.origin,
+            "status": self.status,
+            "digest": self.digest,
+            "format": check_format(fmt),
+            "why": self.why,
+        }

@@ -1,0 +1,68 @@
+"""`GET /v1/fetch`: the patch `patchreg fetch` serves, in any format, as one tar of its directory.
+
+The same two steps as the CLI: the registry plans (`plan_fetch`), the trainer's `materialize`
+writes native, peft or merged plus `patchreg.json` into a private temp directory, and that
+directory is streamed back and removed once sent. The materialiser is imported here, in the
+handler, and its native path needs no torch; peft and merged load torch and answer 501 without it.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Response
+
+from core.fetch import FORMATS, Format
+from registry.api.auth import Reader
+from registry.api.downloads import TAR_MEDIA_TYPE, serve_directory
+from registry.services.fetch import plan_fetch
+from registry.sources import resolve_source
+
+router = APIRouter(tags=["fetch"])
+
+FETCH_DOC = {
+    200: {
+        "content": {TAR_MEDIA_TYPE: {}},
+        "description": "An uncompressed tar of the fetch directory: the patch in the asked format and "
+        "patchreg.json. `X-Patchreg-Patch` names the patch.",
+    },
+    404: {"description": "Unknown domain or base, or no patch fits (the message says why each was passed)"},
+    422: {"description": "Invalid query (e.g. an unknown format), or a patch with no such form"},
+    424: {"description": "merged: the base model's files are not on this server"},
+    501: {"description": "peft / merged: this server has no torch"},
+}
+
+
+@router.get("/fetch", response_class=Response, responses=FETCH_DOC)
+def fetch_patch(
+    ctx: Reader,
+    domain: str,
+    base: str,
+    method: Annotated[str | None, Query(description="Only patches made with this method")] = None,
+    fmt: Annotated[Format, Query(alias="format", description=f"One of {', '.join(FORMATS)}")] = "native",
+) -> Response:
+    """What `patchreg fetch` writes, as a tar: the production alias, else the best validated patch,
+    else the newest candidate, as the native patch file, a PEFT adapter or a merged model, with its
+    `patchreg.json`. Extract with `mkdir out && tar -x -C out`."""
+    # Torch-free to import: native never loads it; peft and merged load it in `writer`.
+    from trainer.patch.materialize import materialize, writer
+
+    with ctx.transaction() as s:
+        plan = plan_fetch(s, domain, base, method)
+    writer(fmt)  # no torch: Unsupported (501) before the base is looked for
+    patch_file = ctx.store.local_path(plan.digest)  # verified against its sha256
+    # Only what this machine already has: a request never downloads a base model.
+    base_dir = resolve_source(plan.source_uri, local_only=True).path if fmt == "merged" else None
+    scratch = Path(tempfile.mkdtemp(prefix="patchreg-fetch-"))
+    try:
+        out = scratch / "out"
+        materialize(plan, fmt, patch_file, out, base_dir)
+        return serve_directory(
+            out, f"{plan.patch_id}-{fmt}.tar", {"X-Patchreg-Patch": plan.patch_id}, scratch=scratch
+        )
+    except BaseException:
+        shutil.rmtree(scratch, ignore_errors=True)
+        raise

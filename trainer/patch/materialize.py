@@ -1,0 +1,73 @@
+"""`materialize`: a `FetchPlan` and its verified patch file as one output directory, in any format.
+
+native is a copy of the patch file; peft is the PEFT adapter (`write_peft`); merged is base + patch
+as a standalone model (`write_merged`, needs the base's files). Every format gets the plan's
+manifest (`patchreg.json`) beside it, and the whole directory appears at once
+(`core.atomic.atomic_output_dir`) or not at all.
+
+This module imports no torch: the native path runs on a server without it, and peft/merged load
+their writers (and torch) only when asked, answering `Unsupported` where torch is missing.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+from core.atomic import atomic_output_dir
+from core.errors import InvalidInput, Unsupported
+from core.fetch import MANIFEST, NATIVE_FILE, FetchPlan, check_format
+
+Writer = Callable[[FetchPlan, Path, Path, Path | None], None]
+
+
+def _write_native(plan: FetchPlan, patch_file: Path, directory: Path, base_dir: Path | None) -> None:
+    shutil.copyfile(patch_file, directory / NATIVE_FILE)
+
+
+def writer(fmt: str) -> Writer:
+    """The writer for `fmt`, its ML imports done now: `Unsupported` before anything is written or
+    looked up when this installation has no torch (native never needs it)."""
+    if check_format(fmt) == "native":
+        return _write_native
+    try:
+        from trainer.patch.apply import write_merged
+        from trainer.patch.io import load_patch
+        from trainer.patch.peft_export import write_peft
+    except ImportError as exc:
+        raise Unsupported(
+            f"this installation cannot write the {fmt} format ({exc}); install torch, or fetch native"
+        ) from None
+
+    def peft(plan: FetchPlan, patch_file: Path, directory: Path, base_dir: Path | None) -> None:
+        write_peft(
+            load_patch(patch_file), directory, plan.base_name, plan.revision, module_shapes=plan.module_shapes
+        )
+
+    def merged(plan: FetchPlan, patch_file: Path, directory: Path, base_dir: Path | None) -> None:
+        assert base_dir is not None
+        write_merged(base_dir, load_patch(patch_file), directory)
+
+    return peft if fmt == "peft" else merged
+
+
+def materialize(
+    plan: FetchPlan, fmt: str, patch_file: Path | str, out_dir: Path | str, base_dir: Path | str | None = None
+) -> list[str]:
+    """Write the plan's patch in `fmt`, plus its manifest, into the new directory `out_dir`.
+
+    `patch_file` must already be verified against `plan.digest` (the store's `local_path` does
+    that); `base_dir` holds the base's files and is needed for merged only. An existing non-empty
+    `out_dir` is refused before anything is read. Returns the names of the files written.
+    """
+    check_format(fmt)
+    out_dir = Path(out_dir)
+    if fmt == "merged" and base_dir is None:
+        raise InvalidInput("a merged fetch needs the base model's files (base_dir)")
+    write = writer(fmt)
+    with atomic_output_dir(out_dir) as stage:
+        write(plan, Path(patch_file), stage, None if base_dir is None else Path(base_dir))
+        (stage / MANIFEST).write_text(json.dumps(plan.manifest(fmt), indent=2) + "\n")
+    return sorted(p.name for p in out_dir.iterdir())
