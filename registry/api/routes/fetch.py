@@ -11,7 +11,7 @@ from __future__ import annotations
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Response
 
@@ -23,7 +23,7 @@ from registry.sources import resolve_source
 
 router = APIRouter(tags=["fetch"])
 
-FETCH_DOC = {
+FETCH_DOC: dict[int | str, dict[str, Any]] = {
     200: {
         "content": {TAR_MEDIA_TYPE: {}},
         "description": "An uncompressed tar of the fetch directory: the patch in the asked format and "
