@@ -303,6 +303,10 @@ def train_to_patch(
     args = args or TrainArgs()
     chosen = get_method(method) if isinstance(method, str) else method
     config = config if config is not None else chosen.config_cls()
+    if not isinstance(
+        config, chosen.config_cls
+    ):  # typed settings only: `--set` strings are parsed at the edges
+        raise TypeError(f"method {chosen.name!r} takes a {chosen.config_cls.__name__}, not {config!r}")
     out_path = Path(out_path)
     rows = read_rows(data_path)
     if regularization is not None:
