@@ -109,12 +109,12 @@ def run_one(config: str, label: str, steps: int, importance: str | None) -> dict
 
     from trainer.loop import TrainArgs, train
     from trainer.methods import get_method, parse_overrides
+    from trainer.regularizers import regularization
     from trainer.tiny import TinyConfig, build_model, build_tokenizer
 
     shape, batch, seq = CONFIGS[config]
     method, overrides, alewr = RUNS[label]
-    if alewr:
-        overrides = [*overrides, "regularize=alewr", f"importance={importance}"]
+    reg = regularization("alewr", importance=importance) if alewr else None
     cuda = torch.cuda.is_available()
     tokenizer = build_tokenizer(512)
     rows = _rows(tokenizer, seq, batch * (steps + 1))
@@ -125,7 +125,15 @@ def run_one(config: str, label: str, steps: int, importance: str | None) -> dict
     base_rss, base_cuda = _rss_mb(), (torch.cuda.memory_allocated() / 2**20 if cuda else 0.0)
     args = TrainArgs(steps=steps, batch_size=batch, max_length=seq, lr=1e-4)
     with PeakRss() as rss:
-        result = train(model, tokenizer, rows, get_method(method), parse_overrides(method, overrides), args)
+        result = train(
+            model,
+            tokenizer,
+            rows,
+            get_method(method),
+            parse_overrides(method, overrides),
+            args,
+            regularization=reg,
+        )
     timed = result.step_seconds[2:] or result.step_seconds
     median = statistics.median(timed)
     peak = torch.cuda.max_memory_allocated() / 2**20 if cuda else rss.peak
@@ -143,7 +151,7 @@ def run_one(config: str, label: str, steps: int, importance: str | None) -> dict
 
 def _importance(config: str, directory: Path) -> str:
     """One ALEWR importance file for the base (computed once, reused by the alewr run)."""
-    from trainer.methods.alewr.importance import compute_importance
+    from trainer.regularizers.alewr.importance import compute_importance
     from trainer.tiny import TinyConfig, build_tokenizer, save_tiny_model
 
     shape, batch, seq = CONFIGS[config]

@@ -102,7 +102,7 @@ def main() -> None:
     source = args.root / "source.safetensors"
     train_args = TrainArgs(steps=args.steps, lr=3e-3)
     train_to_patch(
-        args.root / "family" / "v1", args.root / "train.jsonl", args.method, [], source, args=train_args
+        args.root / "family" / "v1", args.root / "train.jsonl", args.method, None, source, args=train_args
     )
     results = {}
     for mode in ("port", "retrain"):

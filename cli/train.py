@@ -51,15 +51,11 @@ def train(
 
     Settings are checked now, so a typo fails here and queues nothing.
     """
-    from core.errors import ConfigError
-    from trainer.methods import get_method, parse_overrides
-    from trainer.methods.base import RegularizedConfig
+    from trainer.settings import parse_settings
 
-    if regularize and not issubclass(get_method(method).config_cls, RegularizedConfig):
-        # said here: `regularize=` below would otherwise be reported as a `--set` the user never typed
-        raise ConfigError(f"method {method!r} does not support --regularize {regularize} (use full or s2ft)")
-    settings = list(overrides) + ([f"regularize={regularize}"] if regularize else [])
-    parse_overrides(method, settings)  # PatchregError → one line, nothing queued
+    if regularize:  # said in the words of this command's options, before the settings are read
+        training.check_regularizable(method, regularize)
+    parse_settings(method, overrides, regularize)  # PatchregError → one line, nothing queued
     args = {
         k: v
         for k, v in {

@@ -75,7 +75,11 @@ def train_local_command(
     from tqdm import tqdm
 
     from trainer.loop import Progress, TrainArgs, train_to_patch
+    from trainer.settings import parse_settings
 
+    config, regularization = parse_settings(method, overrides, regularize)  # bad settings fail first
+    if regularization is not None and importance is not None:
+        regularization = regularization.replace(importance=str(importance))
     as_json = _wants_json(ctx, json_flag)
     args = TrainArgs(
         lr=lr,
@@ -102,12 +106,11 @@ def train_local_command(
             model_dir,
             data,
             method,
-            overrides,
+            config,
             output,
             args=args,
-            regularize=regularize,
+            regularization=regularization,
             general_path=general,
-            importance_path=importance,
             on_progress=on_progress,
         )
     finally:

@@ -13,17 +13,22 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from core.errors import ConfigError
+from core.method_config import stored_config
 from core.rows import Row
+from trainer.config import check_choice, check_range
 from trainer.data import Example, as_rows, encode_rows, iter_batches, pad_token_id
-from trainer.methods.base import Method, MethodConfig, check_choice, check_range
+from trainer.methods.base import Method, MethodConfig
 from trainer.patch.types import Patch
+
+if TYPE_CHECKING:  # the loop calls what it is given; it imports no regulariser (no cycle)
+    from trainer.regularizers.base import Regularization
 
 SCHEDULES = ("cosine", "linear", "constant")
 
@@ -229,17 +234,22 @@ def train(
     config: MethodConfig,
     args: TrainArgs,
     on_progress: Callable[[Progress], None] | None = None,
+    *,
+    regularization: Regularization | None = None,
 ) -> TrainResult:
-    """Train `method` on `rows` and return its patch. The model comes back as the base it was."""
-    from trainer.methods.alewr.penalty import build_penalty
+    """Train `method` on `rows` and return its patch. The model comes back as the base it was.
 
+    With a `regularization`, its penalty joins CE every step, and the patch's `method_config` holds
+    the regulariser's stored settings beside the method's (the form in `core.method_config`)."""
+    if regularization is not None:
+        regularization.check_method(method)
     examples = encode_rows(tokenizer, as_rows(rows), args.max_length)
     device = args.resolved_device()
     model.to(device)
     torch.manual_seed(args.seed)
     prepared = method.prepare(model, config)
     try:
-        penalty = build_penalty(method, prepared, config, device)
+        penalty = regularization.penalty(method, prepared, device) if regularization is not None else None
         started = time.perf_counter()
         losses, tokens, step_seconds = optimize(
             prepared.model,
@@ -255,6 +265,8 @@ def train(
         patch = method.extract_patch(prepared, config)
     finally:
         method.cleanup(prepared)
+    if regularization is not None:
+        patch.method_config = stored_config(patch.method_config, regularization.name, regularization.stored())
     patch.metadata.update({"steps": str(len(losses)), "seed": str(args.seed)})
     return TrainResult(
         patch=patch,
@@ -270,50 +282,52 @@ def train(
 def train_to_patch(
     model_dir: Path | str,
     data_path: Path | str,
-    method: str,
-    overrides: Sequence[str] = (),
+    method: Method | str,
+    config: MethodConfig | None = None,
     out_path: Path | str = "patch.safetensors",
     *,
     args: TrainArgs | None = None,
-    regularize: str | None = None,
+    regularization: Regularization | None = None,
     general_path: Path | str | None = None,
-    importance_path: Path | str | None = None,
     on_progress: Callable[[Progress], None] | None = None,
 ) -> tuple[Path, TrainResult]:
-    """Train from files to a patch file (what `patchreg train-local` runs).
+    """Train from files to a patch file (what `patchreg train-local` and the worker run).
 
-    With `regularize="alewr"`, the importance file is reused when `importance_path` exists, else
-    computed from `general_path` and written to `importance_path` (default: beside the patch)."""
+    `config` defaults to the method's defaults. A `regularization` is first made ready for the run
+    (ALEWR reuses its importance file if it exists, else measures it on `general_path` and writes it
+    where the config says, default beside the patch), after it has accepted the method."""
     from core.rows import read_rows
     from trainer.hf import load_causal_lm, load_tokenizer
-    from trainer.methods import get_method, parse_overrides
+    from trainer.methods import get_method
     from trainer.patch.io import save_patch
 
     args = args or TrainArgs()
-    chosen = get_method(method)
-    settings = list(overrides)
+    chosen = get_method(method) if isinstance(method, str) else method
+    config = config if config is not None else chosen.config_cls()
+    if not isinstance(
+        config, chosen.config_cls
+    ):  # typed settings only: `--set` strings are parsed at the edges
+        raise TypeError(f"method {chosen.name!r} takes a {chosen.config_cls.__name__}, not {config!r}")
     out_path = Path(out_path)
     rows = read_rows(data_path)
-    if regularize is not None:
-        settings.append(f"regularize={regularize}")
-    if regularize == "alewr":
-        from trainer.methods.alewr.importance import compute_importance
+    if regularization is not None:
+        regularization.check_method(chosen)  # refuse before any costly preparation
+        from trainer.regularizers.base import RunInputs
 
-        parse_overrides(chosen, settings)  # fail on bad settings before the costly importance pass
-        importance = Path(importance_path or out_path.with_suffix(".importance.safetensors"))
-        if not importance.is_file():
-            if general_path is None:
-                raise ConfigError(
-                    "--regularize alewr needs --general GENERAL.jsonl or an existing --importance file"
-                )
-            compute_importance(
-                model_dir, read_rows(general_path), out_path=importance, seed=args.seed, device=args.device
+        regularization = regularization.prepare(
+            RunInputs(
+                model_dir=Path(model_dir),
+                out_path=out_path,
+                general_path=Path(general_path) if general_path is not None else None,
+                seed=args.seed,
+                device=args.device,
             )
-        settings.append(f"importance={importance}")
-    config = parse_overrides(chosen, settings)
+        )
     tokenizer = load_tokenizer(model_dir)
     model = load_causal_lm(model_dir, dtype=torch.float32)
-    result = train(model, tokenizer, rows, chosen, config, args, on_progress=on_progress)
+    result = train(
+        model, tokenizer, rows, chosen, config, args, on_progress=on_progress, regularization=regularization
+    )
     result.patch.metadata["data_sha256"] = _sha256(Path(data_path))
     save_patch(result.patch, out_path)
     return out_path, result

@@ -11,12 +11,14 @@ from tqdm import tqdm
 
 from cli.context import AppContext
 from core.errors import NotFound
+from core.method_config import regularizer_name
 from registry.schemas import JobRead
 from registry.services import jobs, patches
 
 
 def label(method: str, config: dict[str, Any] | None) -> str:
-    return method + ("+alewr" if (config or {}).get("regularize") == "alewr" else "")
+    regularizer = regularizer_name(config)
+    return method + (f"+{regularizer}" if regularizer else "")
 
 
 def _change(before: dict[str, Any], after: dict[str, Any]) -> str:

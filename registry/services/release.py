@@ -19,6 +19,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from core.errors import PatchregError
+from core.method_config import regularizer_name
 from registry.models import BaseVersion, Domain, Job, Patch
 from registry.schemas import JobRead
 from registry.services import audit, jobs, training
@@ -39,7 +40,9 @@ class PortSource:
 
 
 def method_label(p: Patch) -> str:
-    return p.method + ("+alewr" if (p.method_config or {}).get("regularize") == "alewr" else "")
+    """The method, plus its regulariser when it trained with one: `s2ft+alewr` (either stored form)."""
+    regularizer = regularizer_name(p.method_config)
+    return p.method + (f"+{regularizer}" if regularizer else "")
 
 
 def ancestors(version: BaseVersion) -> list[BaseVersion]:
@@ -128,7 +131,8 @@ def plan_retrain(session: Session, source_id: str, base: str, why: str) -> JobRe
         )
         audit.record(session, "retrain.skipped", source.id, base=ref, why=why, reason=reason)
         return None
-    config = {k: v for k, v in (source.method_config or {}).items() if k != "importance"}
+    config = dict(source.method_config or {})  # its regulariser, if any, travels inside (never a path)
+    config.pop("importance", None)  # old flat form: the source base's own map, not the new base's
     try:  # enqueue_train checks everything before it writes, so a refusal leaves nothing to undo
         job, created = training.enqueue_train(
             session,
@@ -136,7 +140,7 @@ def plan_retrain(session: Session, source_id: str, base: str, why: str) -> JobRe
             base=ref,
             method=source.method,
             method_config=config,
-            regularize="alewr" if config.get("regularize") == "alewr" else None,
+            regularize=regularizer_name(config),
             dataset=ds.name,
             args=_train_args(session, source),
             origin="retrained",

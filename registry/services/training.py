@@ -16,6 +16,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from core.errors import DataUnavailable, InvalidInput
+from core.method_config import regularizer_name
 from registry.models import Dataset, ImportanceMap
 from registry.schemas import JobRead
 from registry.services import artifacts, audit, jobs
@@ -85,6 +86,16 @@ def _check_args(args: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def check_regularizable(method: str, regularize: str) -> None:
+    """Refuse an unknown regulariser, or one the method's trained weights cannot carry."""
+    if regularize not in REGULARIZERS:
+        raise InvalidInput(f"unknown regulariser {regularize!r}; choose one of {', '.join(REGULARIZERS)}")
+    if method not in REGULARIZABLE:
+        raise InvalidInput(
+            f"method {method!r} does not support --regularize {regularize} (use {' or '.join(REGULARIZABLE)})"
+        )
+
+
 def _check_overrides(overrides: list[str]) -> list[str]:
     for item in overrides:
         if not re.fullmatch(r"\s*[A-Za-z_][A-Za-z0-9_]*\s*=.*", item, re.S):
@@ -108,15 +119,15 @@ def enqueue_train(
     parent_id: str | None = None,
     dedupe_key: str | None = None,
 ) -> tuple[JobRead, bool]:
-    """Queue a training job for `domain` on `base`: (job, created)."""
+    """Queue a training job for `domain` on `base`: (job, created).
+
+    A stored `method_config` (a retrain) names its own regulariser (`core.method_config`)."""
     if method not in TRAIN_METHODS:
         raise InvalidInput(f"unknown method {method!r}; choose one of {', '.join(TRAIN_METHODS)}")
-    if regularize is not None and regularize not in REGULARIZERS:
-        raise InvalidInput(f"unknown regulariser {regularize!r}; choose one of {', '.join(REGULARIZERS)}")
-    if regularize is not None and method not in REGULARIZABLE:
-        raise InvalidInput(
-            f"method {method!r} does not support --regularize {regularize} (use {' or '.join(REGULARIZABLE)})"
-        )
+    if regularize is None and method_config:
+        regularize = regularizer_name(method_config)
+    if regularize is not None:
+        check_regularizable(method, regularize)
     if origin not in ("trained", "retrained"):
         raise InvalidInput(f"a training job makes trained or retrained patches, not {origin}")
     if overrides and method_config is not None:

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from cli.demo.plan import DOMAIN, QUICK, V1, V2
+from core.method_config import regularizer_name
 from registry.db import make_engine, session_factory, transaction
 from registry.schemas import PatchRead
 from registry.services import compat, evaluations, jobs, patches
@@ -19,7 +20,7 @@ _built: list[Path] = []  # the family the first run built; later runs reuse it a
 
 
 def _label(p: PatchRead) -> str:
-    return p.method + ("+alewr" if p.method_config.get("regularize") == "alewr" else "")
+    return p.method + ("+alewr" if regularizer_name(p.method_config) == "alewr" else "")
 
 
 def test_quick_demo_trains_ports_evaluates_and_retrains(patchreg: Patchreg, db_url: str) -> None:

@@ -9,7 +9,8 @@ from core.errors import ConfigError, IncompatibleModel
 from tests.trainer.conftest import corpus_rows
 from trainer.loop import TrainArgs, train
 from trainer.methods import get_method, parse_overrides
-from trainer.methods.alewr.importance import compute_importance, load_importance
+from trainer.regularizers import AlewrConfig, Regularization, get_regularizer, regularization
+from trainer.regularizers.alewr.importance import compute_importance, load_importance
 from trainer.tiny import TinyConfig, build_model
 
 
@@ -19,9 +20,10 @@ def importance(tiny_model_dir, tmp_path_factory):
     return compute_importance(tiny_model_dir, corpus_rows(8, start=200), out_path=out, steps=4, max_length=64)
 
 
-def _train(name, tokenizer, rows, overrides, steps=6):
+def _train(name, tokenizer, rows, reg=None, steps=6):
     args = TrainArgs(steps=steps, batch_size=8, max_length=64, lr=3e-3, schedule="constant")
-    return train(build_model(), tokenizer, rows, get_method(name), parse_overrides(name, overrides), args)
+    config = parse_overrides(name)
+    return train(build_model(), tokenizer, rows, get_method(name), config, args, regularization=reg)
 
 
 def _weighted_drift(patch, omega) -> float:
@@ -51,9 +53,9 @@ def test_importance_covers_the_target_weights_normalised(importance):
 
 @pytest.mark.parametrize("name", ["full", "s2ft"])
 def test_lambda_zero_is_plain_training_bit_for_bit(name, importance, tiny_tokenizer, train_rows):
-    plain = _train(name, tiny_tokenizer, train_rows, [])
+    plain = _train(name, tiny_tokenizer, train_rows)
     zero = _train(
-        name, tiny_tokenizer, train_rows, ["regularize=alewr", "alewr_lambda=0", f"importance={importance}"]
+        name, tiny_tokenizer, train_rows, regularization("alewr", lambda_=0, importance=str(importance))
     )
     assert plain.losses == zero.losses
     for module, delta in plain.patch.deltas.items():
@@ -66,33 +68,64 @@ def test_lambda_zero_is_plain_training_bit_for_bit(name, importance, tiny_tokeni
 @pytest.mark.parametrize("name", ["full", "s2ft"])
 def test_positive_lambda_reduces_the_importance_weighted_drift(name, importance, tiny_tokenizer, train_rows):
     omega = load_importance(importance)
-    plain = _train(name, tiny_tokenizer, train_rows, [])
+    plain = _train(name, tiny_tokenizer, train_rows)
     held = _train(
-        name, tiny_tokenizer, train_rows, ["regularize=alewr", "alewr_lambda=300", f"importance={importance}"]
+        name, tiny_tokenizer, train_rows, regularization("alewr", lambda_=300, importance=str(importance))
     )
     assert _weighted_drift(held.patch, omega) < 0.7 * _weighted_drift(plain.patch, omega)
-    assert held.patch.method_config["regularize"] == "alewr"
+    # stored: the method's own settings plus the regulariser's, never the per-base importance path
+    assert held.patch.method_config == {
+        **parse_overrides(name).to_dict(),
+        "regularizer": {"name": "alewr", "config": {"lambda": 300.0, "balance": 0.0}},
+    }
+    assert plain.patch.method_config == parse_overrides(name).to_dict()
 
 
 def test_dynamic_balance_reports_a_penalty(importance, tiny_tokenizer, train_rows):
     seen = []
-    overrides = ["regularize=alewr", "alewr_balance=0.1", f"importance={importance}"]
+    reg = Regularization(get_regularizer("alewr"), AlewrConfig(balance=0.1, importance=str(importance)))
     args = TrainArgs(steps=3, batch_size=8, max_length=64, lr=3e-3)
     train(
         build_model(),
         tiny_tokenizer,
         train_rows,
         get_method("s2ft"),
-        parse_overrides("s2ft", overrides),
+        parse_overrides("s2ft"),
         args,
         on_progress=seen.append,
+        regularization=reg,
     )
     assert seen[0].penalty == 0.0  # no drift yet at the first step
     assert seen[-1].penalty == pytest.approx(0.1 * seen[-1].loss, rel=1e-4)  # β · CE once drifting
 
 
-def test_alewr_needs_an_importance_file_and_a_supporting_method(tiny_tokenizer, train_rows):
+def test_alewr_needs_an_importance_file(tiny_tokenizer, train_rows, tmp_path):
     with pytest.raises(ConfigError, match="importance"):
-        _train("full", tiny_tokenizer, train_rows, ["regularize=alewr"], steps=1)
+        _train("full", tiny_tokenizer, train_rows, regularization("alewr"), steps=1)
+    missing = str(tmp_path / "nowhere.safetensors")
+    with pytest.raises(ConfigError, match="importance file not found"):
+        _train("s2ft", tiny_tokenizer, train_rows, regularization("alewr", importance=missing), steps=1)
+
+
+@pytest.mark.parametrize("name", ["lora", "propulsion"])
+def test_alewr_refuses_methods_without_weight_views(name, importance, tiny_tokenizer, train_rows):
+    reg = regularization("alewr", importance=str(importance))
+    expected = f"method '{name}' does not support regularize='alewr' (use full or s2ft)"
+    with pytest.raises(ConfigError) as err:
+        _train(name, tiny_tokenizer, train_rows, reg, steps=1)
+    assert err.value.message == expected
+    model = build_model()
+    prepared = get_method(name).prepare(model, parse_overrides(name))
+    try:  # the penalty itself refuses too, whoever calls it
+        with pytest.raises(ConfigError, match="does not support regularize='alewr'"):
+            reg.penalty(get_method(name), prepared, torch.device("cpu"))
+    finally:
+        get_method(name).cleanup(prepared)
     with pytest.raises(ConfigError, match="allowed"):
-        parse_overrides("lora", ["regularize=alewr"])
+        parse_overrides(name, ["regularize=alewr"])
+
+
+def test_alewr_config_reports_every_problem_at_once():
+    with pytest.raises(ConfigError) as err:
+        AlewrConfig(lambda_=-1, balance="x")
+    assert "lambda=-1 is outside [0.0, inf]" in err.value.message and "balance" in err.value.message

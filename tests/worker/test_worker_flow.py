@@ -310,9 +310,11 @@ def test_alewr_importance_is_measured_once_per_base_and_reused(
         assert len(events(s, "importance.record")) == 1
         assert len(events(s, "dataset.read", "docs/web")) == 1  # the second job never read the data
         patches = [trained_by(s, first), trained_by(s, second)]
-        assert [p.method_config["regularize"] for p in patches] == ["alewr", "alewr"]
-        stored_map = str(registry.store.local_path(imp.artifact_digest))
-        assert {p.method_config["importance"] for p in patches} == {stored_map}
+        # the regulariser's settings are stored beside the method's; the per-base map path is not
+        assert [p.method_config["regularizer"] for p in patches] == 2 * [
+            {"name": "alewr", "config": {"lambda": 1.0, "balance": 0.0}}
+        ]
+        assert not any("importance" in str(p.method_config) for p in patches)
         assert {release.method_label(p) for p in patches} == {"s2ft+alewr"}  # ported apart from s2ft
         assert s.get(Job, second).status == "succeeded"
 
@@ -323,3 +325,53 @@ def test_alewr_importance_is_measured_once_per_base_and_reused(
         assert s.get(Job, job.id).result["digest"] == imp.artifact_digest
         assert s.scalar(select(func.count()).select_from(ImportanceMap)) == 1
         assert len(events(s, "importance.record")) == len(events(s, "dataset.read", "docs/web")) == 1
+
+
+def test_alewr_patches_retrain_with_their_settings_in_either_stored_form(
+    registry: Registry, family: Family, domain_files: dict[str, Path]
+) -> None:
+    with transaction(registry.factory) as s:
+        bases.register_base(s, "tiny:v1", str(family.v1))
+        domains.create_domain(s, "docs")
+        datasets.add_dataset(s, registry.store, "docs", "notes", domain_files["train"], "train")
+        datasets.add_dataset(s, registry.store, "docs", "web", domain_files["general"], "general")
+        new_job, old_job = (
+            training.enqueue_train(
+                s,
+                domain="docs",
+                base="tiny:v1",
+                method="s2ft",
+                regularize="alewr",
+                overrides=["alewr_lambda=0.5"],
+                args={"steps": 2, "seed": n},
+            )[0].id
+            for n in (0, 1)
+        )
+    worker = make_worker(registry)
+    worker.run(until_idle=True)
+    with transaction(registry.factory) as s:
+        new, old = trained_by(s, new_job), trained_by(s, old_job)
+        stored = dict(new.method_config)
+        assert stored["regularizer"] == {"name": "alewr", "config": {"lambda": 0.5, "balance": 0.0}}
+        own = {k: v for k, v in stored.items() if k != "regularizer"}
+        old.method_config = {  # as a patch trained before regularisers had their own config holds it
+            **own,
+            "regularize": "alewr",
+            "alewr_lambda": 0.5,
+            "alewr_balance": 0.0,
+            "importance": "/the/v1/map.safetensors",
+        }
+        assert release.method_label(old) == release.method_label(new) == "s2ft+alewr"
+        sources = (new.id, old.id)
+        bases.register_base(s, "tiny:v2", str(family.v2))
+    with transaction(registry.factory) as s:
+        retrains = [release.plan_retrain(s, source, "tiny:v2", "test") for source in sources]
+        assert all(j is not None and j.payload["regularize"] == "alewr" for j in retrains)
+    worker.run(until_idle=True)
+    with transaction(registry.factory) as s:
+        for job in retrains:
+            assert job is not None and s.get(Job, job.id).status == "succeeded"
+            retrained = trained_by(s, job.id)
+            assert retrained.origin == "retrained" and retrained.base_version.version == "v2"
+            assert retrained.method_config == stored  # the new form, with the source's settings
+        assert s.scalar(select(func.count()).select_from(ImportanceMap)) == 2  # one map per base

@@ -16,6 +16,7 @@ from registry.services.lookup import get_dataset
 from tests.conftest import Registry
 from trainer.family import Family, build_family, domain_rows, write_jsonl
 from trainer.loop import TrainArgs, train_to_patch
+from trainer.methods.lora import LoraConfig
 from trainer.patch.io import load_patch, save_patch
 from trainer.patch.types import LowRank
 from trainer.patch.types import Patch as PatchFile
@@ -39,9 +40,8 @@ def trained_patch(
     family: Family, domain_files: tuple[Path, Path], tmp_path_factory: pytest.TempPathFactory
 ) -> Path:
     out = tmp_path_factory.mktemp("patch") / "lora.safetensors"
-    train_to_patch(
-        family.v1, domain_files[0], "lora", ["r=8"], out, args=TrainArgs(steps=30, lr=3e-3, seed=0)
-    )
+    config = LoraConfig(r=8)
+    train_to_patch(family.v1, domain_files[0], "lora", config, out, args=TrainArgs(steps=30, lr=3e-3, seed=0))
     return out
 
 

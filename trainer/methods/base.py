@@ -1,13 +1,14 @@
-"""The contract every training method fulfils, and the validated-config base class.
+"""The contract every training method fulfils, and the method-config base class.
 
 A method freezes the base, attaches its own trainable parameters (picked later by name, all names
 carrying the method's prefix), turns what it learned into a `Patch`, and puts the model back the
-way it found it. The loop knows nothing else about a method.
+way it found it. The loop knows nothing else about a method. A method may also describe its
+trainable tensors as views of base weights (`weight_views`); regularisers (`trainer/regularizers/`)
+build on that description and on nothing else, so a method knows no regulariser.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import re
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
@@ -17,86 +18,24 @@ import torch
 from torch import nn
 
 from core.errors import ConfigError
+from trainer.config import Config
+from trainer.config import check_choice as check_choice  # re-exported: methods import them from here
+from trainer.config import check_range as check_range
+from trainer.config import doc as doc
 from trainer.patch.types import Patch
 
 SEVEN_PROJECTIONS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
-REGULARIZERS = ("none", "alewr")
-
-
-def doc(text: str, **kwargs: Any) -> Any:
-    """A dataclass field carrying its documentation (shown by `--set` errors and `describe()`)."""
-    return field(metadata={"doc": text}, **kwargs)
 
 
 @dataclass
-class MethodConfig:
-    """Base of every method config. Subclasses add fields and extend `problems()`.
-
-    `__post_init__` collects every problem before raising, so a user fixes all of them at once.
-    """
-
-    def problems(self) -> list[str]:
-        return []
-
-    def __post_init__(self) -> None:
-        found = self.problems()
-        if found:
-            raise ConfigError(f"invalid {type(self).__name__}: " + "; ".join(found))
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-safe form stored in the patch metadata and the registry."""
-        out = {}
-        for f in dataclasses.fields(self):
-            value = getattr(self, f.name)
-            out[f.name] = list(value) if isinstance(value, tuple) else value
-        return out
-
-    @classmethod
-    def describe(cls) -> dict[str, str]:
-        return {f.name: f.metadata.get("doc", "") for f in dataclasses.fields(cls)}
+class MethodConfig(Config):
+    """Base of every method config: the method's own settings only (a regulariser has its own)."""
 
 
 def check_targets(name: str, value: Any) -> list[str]:
     if not isinstance(value, tuple | list) or not value or not all(isinstance(v, str) and v for v in value):
         return [f"{name} must be a non-empty list of module names, e.g. {','.join(SEVEN_PROJECTIONS)}"]
     return []
-
-
-def check_range(name: str, value: Any, lo: float, hi: float, *, lo_open: bool = False) -> list[str]:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return [f"{name} must be a number in {'(' if lo_open else '['}{lo}, {hi}]"]
-    if value > hi or value < lo or (lo_open and value == lo):
-        return [f"{name}={value} is outside {'(' if lo_open else '['}{lo}, {hi}]"]
-    return []
-
-
-def check_choice(name: str, value: Any, allowed: tuple[str, ...]) -> list[str]:
-    if value not in allowed:
-        return [f"{name}={value!r} is not one of {', '.join(allowed)}"]
-    return []
-
-
-@dataclass
-class RegularizedConfig(MethodConfig):
-    """Fields shared by the methods that compose with ALEWR (full, s2ft)."""
-
-    regularize: str = doc(
-        "'none' or 'alewr' (importance-weighted drift penalty, needs an importance file)", default="none"
-    )
-    alewr_lambda: float = doc("λ, weight of the ALEWR penalty; 0 trains exactly as without it", default=1.0)
-    alewr_balance: float = doc(
-        "β > 0 rescales λ each step to λ·β·stopgrad(CE / penalty) (dynamic balance); 0 keeps λ fixed",
-        default=0.0,
-    )
-    importance: str | None = doc("path of the importance file from compute_importance()", default=None)
-
-    def problems(self) -> list[str]:
-        found = check_choice("regularize", self.regularize, REGULARIZERS)
-        found += check_range("alewr_lambda", self.alewr_lambda, 0.0, float("inf"))
-        found += check_range("alewr_balance", self.alewr_balance, 0.0, float("inf"))
-        if self.importance is not None and not isinstance(self.importance, str):
-            found.append("importance must be a file path")
-        return found
 
 
 def matching_linears(model: nn.Module, targets: tuple[str, ...] | list[str]) -> dict[str, nn.Linear]:
@@ -141,6 +80,21 @@ class Prepared:
     state: dict[str, Any] = field(default_factory=dict)
 
 
+@dataclass
+class WeightView:
+    """A trainable tensor seen as (part of) the base weight `<module>.weight` of shape [out, in].
+
+    `anchor` is the value the parameter starts from (the base weight itself), or None when the
+    parameter is a delta from the base (it starts at zero, so its value is the drift). A sliced
+    delta covers only `index` along `axis` of the weight (1: columns, 0: rows); None: all of it."""
+
+    module: str
+    param: nn.Parameter
+    anchor: torch.Tensor | None = None
+    axis: int | None = None
+    index: torch.Tensor | None = None
+
+
 class Method(ABC):
     """A training method. Subclasses set `name`, `prefix`, `config_cls` and `default_lr`."""
 
@@ -178,9 +132,15 @@ class Method(ABC):
     def cleanup(self, prepared: Prepared) -> nn.Module:
         """Undo `prepare`: return the base model with its original modules and weights."""
 
-    def alewr_terms(self, prepared: Prepared, config: MethodConfig, omega: dict[str, torch.Tensor]) -> list:
-        """(layer, parameter, anchor or None, Ω) tuples for the ALEWR penalty; only some methods can."""
-        raise ConfigError(f"method {self.name!r} does not support regularize='alewr' (use full or s2ft)")
+    def weight_views(self, prepared: Prepared) -> list[WeightView] | None:
+        """Every trainable tensor as a view of one base weight, for regularisers that anchor trained
+        weights to the base; None when the method's parameters are no such view (the default)."""
+        return None
+
+    @classmethod
+    def has_weight_views(cls) -> bool:
+        """Whether the method offers `weight_views` (known before any model is loaded)."""
+        return cls.weight_views is not Method.weight_views
 
 
 def new_patch(method: Method, config: MethodConfig, deltas: dict) -> Patch:

@@ -1,14 +1,14 @@
-"""The method registry and `--set key=value` parsing into a validated config."""
+"""The method registry, and a method's validated config from `--set key=value` strings (the edges)
+or from a stored dict (the job payload, the patch metadata)."""
 
 from __future__ import annotations
 
-import dataclasses
-import types
 import typing
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from core.errors import ConfigError
+from trainer.config import config_values, parse_value
 from trainer.methods.base import Method, MethodConfig
 
 _METHODS: dict[str, Method] = {}
@@ -34,55 +34,40 @@ def method_names() -> list[str]:
     return sorted(_METHODS)
 
 
-_TRUE = {"true", "1", "yes", "on"}
-_FALSE = {"false", "0", "no", "off"}
-
-
-def _convert(field: dataclasses.Field, hint: Any, raw: str) -> Any:
-    """Turn one `--set` string into the field's declared type, or explain what was expected."""
-    origin, args = typing.get_origin(hint), typing.get_args(hint)
-    if origin in (typing.Union, types.UnionType) and type(None) in args:
-        if raw.lower() in {"none", "null", ""}:
-            return None
-        inner = [a for a in args if a is not type(None)]
-        return _convert(field, inner[0], raw)
-    if hint is bool:
-        if raw.lower() in _TRUE | _FALSE:
-            return raw.lower() in _TRUE
-        raise ConfigError(f"{field.name}={raw!r}: expected a boolean (true/false)")
-    if hint is int:
-        try:
-            return int(raw)
-        except ValueError:
-            raise ConfigError(f"{field.name}={raw!r}: expected an integer") from None
-    if hint is float:
-        try:
-            return float(raw)
-        except ValueError:
-            raise ConfigError(f"{field.name}={raw!r}: expected a number") from None
-    if origin is tuple:
-        return tuple(part.strip() for part in raw.split(",") if part.strip())
-    return raw
+def split_setting(item: str) -> tuple[str, str]:
+    """`key=value` as (key, value), both stripped."""
+    key, sep, raw = item.partition("=")
+    key = key.strip()
+    if not sep or not key:
+        raise ConfigError(f"--set {item!r}: expected key=value")
+    return key, raw.strip()
 
 
 def parse_overrides(method: Method | str, overrides: Sequence[str] = ()) -> MethodConfig:
     """Build the method's config from its defaults plus `key=value` strings (as given to `--set`).
 
     Unknown keys list the allowed ones; bad values name the field and the expected type or values
-    (range and choice checks come from the config's own validation)."""
+    (range and choice checks come from the config's own validation). Only the edges (the CLI, the
+    registry checking `patchreg train --set`, a job's stored `--set` list) parse strings."""
     if isinstance(method, str):
         method = get_method(method)
     cls = method.config_cls
-    fields = {f.name: f for f in dataclasses.fields(cls)}
+    fields = cls.public_fields()
     hints = typing.get_type_hints(cls)
     values: dict[str, Any] = {}
     for item in overrides:
-        key, sep, raw = item.partition("=")
-        key = key.strip()
-        if not sep or not key:
-            raise ConfigError(f"--set {item!r}: expected key=value")
+        key, raw = split_setting(item)
         if key not in fields:
             allowed = ", ".join(sorted(fields))
             raise ConfigError(f"--set {key}: unknown setting for method {method.name!r}; allowed: {allowed}")
-        values[key] = _convert(fields[key], hints[key], raw.strip())
+        values[fields[key].name] = parse_value(key, hints[fields[key].name], raw)
     return cls(**values)
+
+
+def config_from_dict(method: Method | str, data: Mapping[str, Any]) -> MethodConfig:
+    """The method's config from its stored dict form (`MethodConfig.to_dict()`), every key and
+    value type checked; missing keys take their defaults."""
+    if isinstance(method, str):
+        method = get_method(method)
+    cls = method.config_cls
+    return cls(**config_values(cls, data, owner=f"method {method.name!r}"))

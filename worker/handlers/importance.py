@@ -12,7 +12,7 @@ from worker.context import JobContext
 def ensure_importance(ctx: JobContext, base: str, dataset_id: int) -> Path:
     """The local file of the stored map for (base, dataset), computing and storing it if missing."""
     from core.rows import read_rows
-    from trainer.methods.alewr.importance import compute_importance
+    from trainer.regularizers.alewr.importance import compute_importance
 
     with ctx.transaction() as s:
         digest = training.find_importance(s, base, dataset_id)

@@ -7,31 +7,30 @@ reruns from scratch on the next worker.
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from registry.services import bases, datasets, jobs, patches
 from worker.context import JobContext
 from worker.handlers.importance import ensure_importance
 
+if TYPE_CHECKING:
+    from trainer.methods import MethodConfig
+    from trainer.regularizers import Regularization
 
-def config_overrides(method_config: dict[str, Any]) -> list[str]:
-    """A stored method config as `key=value` settings (the importance file path is per-base, so
-    it is dropped: the job supplies the new base's own map)."""
-    out = []
-    for key, value in method_config.items():
-        if key == "importance":
-            continue
-        if isinstance(value, list | tuple):
-            text = ",".join(str(v) for v in value)
-        elif value is None:
-            text = "none"
-        elif isinstance(value, bool):
-            text = "true" if value else "false"
-        else:
-            text = str(value)
-        out.append(f"{key}={text}")
-    return out
+
+def typed_settings(p: dict[str, Any]) -> tuple[MethodConfig, Regularization | None]:
+    """The job's method config and regularisation, typed: from the stored `method_config` (a
+    retrain; either stored form, see `core.method_config`) or from the `--set` strings."""
+    from trainer.regularizers import regularization
+    from trainer.settings import parse_settings, settings_from_dict
+
+    if p.get("method_config"):
+        config, reg = settings_from_dict(p["method"], p["method_config"])
+    else:
+        config, reg = parse_settings(p["method"], p.get("overrides") or [], p.get("regularize"))
+    if reg is None and p.get("regularize"):
+        reg = regularization(p["regularize"])
+    return config, reg
 
 
 def run(ctx: JobContext) -> dict[str, Any]:
@@ -39,18 +38,15 @@ def run(ctx: JobContext) -> dict[str, Any]:
 
     p = ctx.payload
     base, method = p["base"], p["method"]
-    overrides = list(p.get("overrides") or [])
-    if p.get("method_config"):
-        overrides = config_overrides(p["method_config"])
+    config, reg = typed_settings(p)  # settings checked here, before any work
     args = TrainArgs(device=ctx.device, **(p.get("args") or {}))  # values checked here, before any work
 
     with ctx.transaction() as s:
         model_dir = bases.model_dir(s, base)
         data_path = datasets.readable_file(s, ctx.store, int(p["dataset_id"]))
 
-    importance: Path | None = None
-    if p.get("regularize") == "alewr":
-        importance = ensure_importance(ctx, base, int(p["general_dataset_id"]))
+    if reg is not None and reg.name == "alewr":  # the base's own map, measured once and reused
+        reg = reg.replace(importance=str(ensure_importance(ctx, base, int(p["general_dataset_id"]))))
 
     def on_step(progress: Progress) -> None:
         ctx.progress(
@@ -66,11 +62,10 @@ def run(ctx: JobContext) -> dict[str, Any]:
         model_dir,
         data_path,
         method,
-        overrides,
+        config,
         ctx.work_dir / "patch.safetensors",
         args=args,
-        regularize=p.get("regularize"),
-        importance_path=importance,
+        regularization=reg,
         on_progress=on_step,
     )
     metrics = {

@@ -8,16 +8,14 @@ from typing import Any
 import torch
 from torch import nn
 
-from core.errors import ConfigError
 from trainer.methods.base import (
     SEVEN_PROJECTIONS,
     Method,
     MethodConfig,
     Prepared,
-    RegularizedConfig,
+    WeightView,
     check_targets,
     doc,
-    layer_of,
     matching_linears,
     new_patch,
 )
@@ -25,14 +23,14 @@ from trainer.patch.types import Dense, Patch
 
 
 @dataclass
-class FullConfig(RegularizedConfig):
+class FullConfig(MethodConfig):
     target_modules: tuple[str, ...] = doc(
         "Linear modules whose weights train (short names such as q_proj, or full module names)",
         default=SEVEN_PROJECTIONS,
     )
 
     def problems(self) -> list[str]:
-        return super().problems() + check_targets("target_modules", self.target_modules)
+        return check_targets("target_modules", self.target_modules)
 
 
 class FullMethod(Method):
@@ -66,16 +64,9 @@ class FullMethod(Method):
                 m.weight.requires_grad_(False)
         return prepared.model
 
-    def alewr_terms(self, prepared: Prepared, config: MethodConfig, omega: dict[str, torch.Tensor]) -> list:
-        """Penalise Ω ⊙ (W − W_base)² on every trained weight (Ω must cover all of them)."""
-        terms = []
-        for name, m in prepared.state["linears"].items():
-            terms.append((layer_of(name), m.weight, prepared.state["before"][name], omega_for(omega, name)))
-        return terms
-
-
-def omega_for(omega: dict[str, torch.Tensor], module: str) -> torch.Tensor:
-    key = f"{module}.weight"
-    if key not in omega:
-        raise ConfigError(f"the importance file has no entry for {key}; compute it for these target_modules")
-    return omega[key]
+    def weight_views(self, prepared: Prepared) -> list[WeightView]:
+        """Each trained weight whole, anchored at its base value."""
+        return [
+            WeightView(name, m.weight, anchor=prepared.state["before"][name])
+            for name, m in prepared.state["linears"].items()
+        ]

@@ -11,22 +11,19 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-import torch
 from torch import nn
 
 from trainer.methods.base import (
     Method,
     MethodConfig,
     Prepared,
-    RegularizedConfig,
+    WeightView,
     check_choice,
     check_range,
     doc,
-    layer_of,
     new_patch,
     set_submodule,
 )
-from trainer.methods.full import omega_for
 from trainer.methods.s2ft.layers import S2ColumnsLinear, S2RowsLinear
 from trainer.methods.s2ft.selection import Shape, model_shape, select, units_per_layer
 from trainer.patch.types import Columns, Patch, Rows
@@ -35,7 +32,7 @@ BACKPROP = ("sliced", "autograd")
 
 
 @dataclass
-class S2ftConfig(RegularizedConfig):
+class S2ftConfig(MethodConfig):
     budget: float = doc("fraction of all model parameters to train when no *_ratio is set", default=0.01)
     attn_share: float = doc(
         "share of the budget on o_proj heads (the rest on down_proj channels)", default=0.5
@@ -58,8 +55,7 @@ class S2ftConfig(RegularizedConfig):
     )
 
     def problems(self) -> list[str]:
-        found = super().problems()
-        found += check_range("budget", self.budget, 0.0, 1.0, lo_open=True)
+        found = check_range("budget", self.budget, 0.0, 1.0, lo_open=True)
         found += check_range("attn_share", self.attn_share, 0.0, 1.0)
         for name in ("o_ratio", "d_ratio", "v_ratio", "u_ratio"):
             value = getattr(self, name)
@@ -124,11 +120,16 @@ class S2ftMethod(Method):
             set_submodule(prepared.model, name, m.base)
         return prepared.model
 
-    def alewr_terms(self, prepared: Prepared, config: MethodConfig, omega: dict[str, torch.Tensor]) -> list:
-        """Ω gathered at the trained slices; the anchor is zero (the delta is the drift from the base)."""
-        terms = []
-        for name, m in prepared.state["wrapped"].items():
-            full = omega_for(omega, name).to(m.s2ft_delta.device)
-            sliced = full.index_select(1 if isinstance(m, S2ColumnsLinear) else 0, m.idx)
-            terms.append((layer_of(name), m.s2ft_delta, None, sliced))
-        return terms
+    def weight_views(self, prepared: Prepared) -> list[WeightView]:
+        """Each delta as the columns (o_proj, down_proj) or rows (v_proj, up_proj) it adds to; the
+        anchor is None: the delta starts at zero, so its value is the drift from the base."""
+        return [
+            WeightView(
+                name,
+                m.s2ft_delta,
+                anchor=None,
+                axis=1 if isinstance(m, S2ColumnsLinear) else 0,
+                index=m.idx,
+            )
+            for name, m in prepared.state["wrapped"].items()
+        ]

@@ -1,7 +1,7 @@
 """The ALEWR drift penalty: λ · Σ_l γ_l · R_l,  R_l = Σ_{i ∈ layer l} Ω_i (θ_i − θ*_i)².
 
 γ_l = stopgrad(R_l / Σ_m R_m) weights up the layers that currently drift most on important
-weights. With `alewr_balance` = β > 0, λ is rescaled every step to λ·β·stopgrad(CE / Σ γ_l R_l), so
+weights. With `balance` = β > 0, λ is rescaled every step to λ·β·stopgrad(CE / Σ γ_l R_l), so
 the penalty stays a fixed fraction of CE (its gradient then grows like 1/drift near θ*, so keep β
 small). λ = 0 builds no penalty at all: training is then exactly plain training.
 """
@@ -15,7 +15,8 @@ import torch
 from torch import nn
 
 from core.errors import ConfigError
-from trainer.methods.base import Method, MethodConfig, Prepared, RegularizedConfig
+from trainer.methods.base import Method, Prepared, WeightView, layer_of
+from trainer.regularizers.alewr import AlewrConfig, unsupported
 
 
 @dataclass
@@ -57,28 +58,40 @@ class AlewrPenalty:
 
 
 def build_penalty(
-    method: Method, prepared: Prepared, config: MethodConfig, device: torch.device
+    method: Method, prepared: Prepared, config: AlewrConfig, device: torch.device
 ) -> AlewrPenalty | None:
-    """The penalty for this run, or None when the config asks for none (or λ = 0)."""
-    if not isinstance(config, RegularizedConfig) or config.regularize != "alewr":
-        return None
+    """The penalty for this run, or None when λ = 0 (the file and the views are checked anyway)."""
     if not config.importance:
-        raise ConfigError("regularize='alewr' needs importance=<file from compute_importance>")
-    from trainer.methods.alewr.importance import load_importance
+        raise ConfigError("regularize='alewr' needs an importance file (from compute_importance)")
+    from trainer.regularizers.alewr.importance import load_importance
 
+    views = method.weight_views(prepared)
+    if views is None:
+        raise ConfigError(unsupported(method))
     omega = load_importance(config.importance)
     terms = [
         Term(
-            layer,
-            param,
-            None if anchor is None else anchor.to(device),
-            om.to(device=device, dtype=torch.float32),
+            layer_of(view.module),
+            view.param,
+            None if view.anchor is None else view.anchor.to(device),
+            omega_of(omega, view).to(device=device, dtype=torch.float32),
         )
-        for layer, param, anchor, om in method.alewr_terms(prepared, config, omega)
+        for view in views
     ]
-    if config.alewr_lambda == 0:
+    if config.lambda_ == 0:
         return None
-    return AlewrPenalty(terms, config.alewr_lambda, config.alewr_balance)
+    return AlewrPenalty(terms, config.lambda_, config.balance)
+
+
+def omega_of(omega: dict[str, torch.Tensor], view: WeightView) -> torch.Tensor:
+    """Ω of the weight the view covers: whole, or gathered at its columns/rows."""
+    key = f"{view.module}.weight"
+    if key not in omega:
+        raise ConfigError(f"the importance file has no entry for {key}; compute it for these target_modules")
+    if view.axis is None:
+        return omega[key]
+    assert view.index is not None
+    return omega[key].to(view.index.device).index_select(view.axis, view.index)
 
 
 def weighted_drift(terms: list[Term]) -> float:

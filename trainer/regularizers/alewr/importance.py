@@ -6,8 +6,9 @@ gradient, Δθ the real post-optimizer step, both in fp32). Then Ω = max(ω, 0)
 the total movement, normalised per tensor to mean 1 so no tensor dominates by scale.
 
 The file covers `<module>.weight` of every target module, shaped like the weight ([out, in]):
-`full` uses it whole, `s2ft` gathers the columns/rows it trains. The anchor θ* is the base weight
-itself (domain training starts from the base), so the file is reusable for any domain on that base.
+a whole-weight view (`full`) uses it whole, a sliced view (`s2ft`) gathers its columns/rows. The
+anchor θ* is the base weight itself (domain training starts from the base), so the file is
+reusable for any domain on that base.
 """
 
 from __future__ import annotations
