@@ -24,7 +24,7 @@ def doc(text: str, **kwargs: Any) -> Any:
     return field(metadata={"doc": text}, **kwargs)
 
 
-def public_name(f: dataclasses.Field) -> str:
+def public_name(f: dataclasses.Field[Any]) -> str:
     return f.name.removesuffix("_")
 
 
@@ -52,7 +52,7 @@ class Config:
         return out
 
     @classmethod
-    def public_fields(cls) -> dict[str, dataclasses.Field]:
+    def public_fields(cls) -> dict[str, dataclasses.Field[Any]]:
         return {public_name(f): f for f in dataclasses.fields(cls)}
 
     @classmethod

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 from abc import ABC, abstractmethod
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -22,7 +23,7 @@ from trainer.config import Config
 from trainer.config import check_choice as check_choice  # re-exported: methods import them from here
 from trainer.config import check_range as check_range
 from trainer.config import doc as doc
-from trainer.patch.types import Patch
+from trainer.patch.types import Delta, Patch
 
 SEVEN_PROJECTIONS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 
@@ -143,5 +144,5 @@ class Method(ABC):
         return cls.weight_views is not Method.weight_views
 
 
-def new_patch(method: Method, config: MethodConfig, deltas: dict) -> Patch:
-    return Patch(method=method.name, method_config=config.to_dict(), deltas=deltas)
+def new_patch(method: Method, config: MethodConfig, deltas: Mapping[str, Delta]) -> Patch:
+    return Patch(method=method.name, method_config=config.to_dict(), deltas=dict(deltas))

@@ -59,7 +59,7 @@ class LoraMethod(Method):
         targets = sorted(matching_linears(model, config.target_modules))
         peft_config = PeftLoraConfig(
             r=config.r,
-            lora_alpha=config.alpha,
+            lora_alpha=config.alpha,  # type: ignore[arg-type]  # PEFT types it int; it takes any number
             lora_dropout=config.dropout,
             target_modules=targets,
             bias="none",
@@ -74,13 +74,16 @@ class LoraMethod(Method):
 
         deltas = {}
         for name, module in prepared.model.named_modules():
-            if isinstance(module, LoraLayer) and _ADAPTER in module.lora_A:
+            layer: Any = module  # PEFT's ModuleDicts are untyped
+            if isinstance(module, LoraLayer) and _ADAPTER in layer.lora_A:
                 deltas[name.removeprefix(_PEFT_PREFIX)] = LowRank(
-                    A=module.lora_A[_ADAPTER].weight.detach().float().clone().cpu(),
-                    B=module.lora_B[_ADAPTER].weight.detach().float().clone().cpu(),
-                    scale=float(module.scaling[_ADAPTER]),
+                    A=layer.lora_A[_ADAPTER].weight.detach().float().clone().cpu(),
+                    B=layer.lora_B[_ADAPTER].weight.detach().float().clone().cpu(),
+                    scale=float(layer.scaling[_ADAPTER]),
                 )
         return new_patch(self, config, deltas)
 
     def cleanup(self, prepared: Prepared) -> nn.Module:
-        return prepared.model.unload()
+        peft_model: Any = prepared.model
+        unloaded: nn.Module = peft_model.unload()
+        return unloaded

@@ -95,6 +95,7 @@ class S2ftMethod(Method):
         wrapped: dict[str, nn.Module] = {}
         for name, (kind, idx) in select(shape, config.counts(shape), config.seed).items():
             base = model.get_submodule(name)
+            assert isinstance(base, nn.Linear), f"{name} is selected by shape as a Linear"
             if kind == "columns":
                 module: nn.Module = S2ColumnsLinear(base, idx, sliced=config.backprop == "sliced")
             else:

@@ -19,7 +19,7 @@ class SlicedColumns(torch.autograd.Function):
 
     @staticmethod
     @torch.amp.custom_fwd(device_type="cuda")
-    def forward(ctx, x, weight, bias, idx, delta):  # type: ignore[override]
+    def forward(ctx, x, weight, bias, idx, delta):
         xs = x.index_select(-1, idx)
         ctx.save_for_backward(xs, weight, idx, delta)
         ctx.x_dtype = x.dtype
@@ -27,7 +27,7 @@ class SlicedColumns(torch.autograd.Function):
 
     @staticmethod
     @torch.amp.custom_bwd(device_type="cuda")
-    def backward(ctx, grad):  # type: ignore[override]
+    def backward(ctx, grad):
         xs, weight, idx, delta = ctx.saved_tensors
         grad_x = grad_delta = None
         if ctx.needs_input_grad[0]:
@@ -45,6 +45,8 @@ class S2ColumnsLinear(nn.Module):
 
     `sliced=False` uses stock autograd on x[..., idx] @ Δᵀ (also memory-light, one extra small
     matmul); `sliced=True` uses `SlicedColumns`."""
+
+    idx: torch.Tensor  # a buffer: it moves with the module
 
     def __init__(self, base: nn.Linear, idx: torch.Tensor, sliced: bool = True) -> None:
         super().__init__()
@@ -64,6 +66,8 @@ class S2ColumnsLinear(nn.Module):
 
 class S2RowsLinear(nn.Module):
     """A frozen Linear whose output rows `idx` train through the fp32 parameter `s2ft_delta`."""
+
+    idx: torch.Tensor  # a buffer: it moves with the module
 
     def __init__(self, base: nn.Linear, idx: torch.Tensor) -> None:
         super().__init__()

@@ -10,6 +10,7 @@ from __future__ import annotations
 import random
 import re
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
@@ -39,7 +40,7 @@ class Shape:
 
 
 def model_shape(model: nn.Module) -> Shape:
-    config = model.config
+    config: Any = model.config
     heads = config.num_attention_heads
     head_dim = getattr(config, "head_dim", None) or config.hidden_size // heads
     layers: dict[int, dict[str, str]] = {}
