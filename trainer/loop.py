@@ -27,8 +27,8 @@ from trainer.data import Example, as_rows, encode_rows, iter_batches, pad_token_
 from trainer.methods.base import Method, MethodConfig
 from trainer.patch.types import Patch
 
-if TYPE_CHECKING:  # the loop calls what it is given; it imports no regulariser (no cycle)
-    from trainer.regularizers.base import Regularization
+if TYPE_CHECKING:  # the loop calls what it is given; it imports no regulariser at import time
+    from trainer.regularizers.base import Penalty, Regularization
 
 SCHEDULES = ("cosine", "linear", "constant")
 
@@ -111,9 +111,6 @@ class StepObserver(Protocol):
     def before_step(self, params: dict[str, nn.Parameter]) -> None: ...
 
     def after_step(self, params: dict[str, nn.Parameter]) -> None: ...
-
-
-Penalty = Callable[[float], torch.Tensor | None]  # CE value of the step -> extra loss to backprop
 
 
 def lr_factor(step: int, total: int, warmup: int, schedule: str) -> float:
@@ -304,9 +301,7 @@ def train_to_patch(
     args = args or TrainArgs()
     chosen = get_method(method) if isinstance(method, str) else method
     config = config if config is not None else chosen.config_cls()
-    if not isinstance(
-        config, chosen.config_cls
-    ):  # typed settings only: `--set` strings are parsed at the edges
+    if not isinstance(config, chosen.config_cls):  # typed settings only: `--set` is parsed at the edges
         raise TypeError(f"method {chosen.name!r} takes a {chosen.config_cls.__name__}, not {config!r}")
     out_path = Path(out_path)
     rows = read_rows(data_path)

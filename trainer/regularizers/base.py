@@ -3,13 +3,15 @@
 A regulariser sits beside the methods, not inside them: it sees a method only through the method's
 generic `weight_views` (each trainable tensor as a view of one base weight) and refuses methods
 that offer none. The loop receives a `Regularization` (a regulariser and its config) and calls it;
-it imports nothing from here at run time, so regularisers may import the loop (no cycle).
+the loop imports from here only for type hints and inside `train_to_patch`, and nothing here
+imports the loop (the importance pass, in `alewr/importance.py`, uses its optimiser).
 """
 
 from __future__ import annotations
 
 import dataclasses
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
@@ -17,8 +19,9 @@ from typing import Any, ClassVar
 import torch
 
 from trainer.config import Config
-from trainer.loop import Penalty
 from trainer.methods.base import Method, Prepared
+
+Penalty = Callable[[float], torch.Tensor | None]  # CE value of the step -> extra loss to backprop
 
 
 @dataclass

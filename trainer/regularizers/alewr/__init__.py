@@ -16,9 +16,8 @@ import torch
 
 from core.errors import ConfigError
 from trainer.config import check_range, doc
-from trainer.loop import Penalty
 from trainer.methods.base import Method, Prepared
-from trainer.regularizers.base import Regularizer, RegularizerConfig, RunInputs
+from trainer.regularizers.base import Penalty, Regularizer, RegularizerConfig, RunInputs
 
 
 @dataclass
