@@ -27,7 +27,8 @@ def describe(job: JobRead) -> str:
     """One line saying what the job is about, from its payload."""
     p = job.payload
     if job.kind == "train":
-        method = p.get("method", "?") + ("+alewr" if p.get("regularize") == "alewr" else "")
+        regularizer = p.get("regularize")
+        method = str(p.get("method", "?")) + (f"+{regularizer}" if regularizer else "")
         return f"{p.get('domain')} on {p.get('base')} with {method}" + (
             f" (retrain of {p['parent_id']})" if p.get("parent_id") else ""
         )

@@ -8,16 +8,15 @@ from cli.context import AppContext, json_flag, pass_app
 from cli.follow import follow_job
 from cli.output import emit, print_fields
 from core.errors import InvalidState
+from core.vocab import REGULARIZERS, TRAIN_METHODS
 from registry.services import training
 
 
 @click.command()
 @click.argument("domain")
 @click.option("--base", "base_ref", metavar="FAMILY:VERSION", required=True, help="Base version to train on.")
-@click.option("--method", type=click.Choice(training.TRAIN_METHODS), required=True, help="Training method.")
-@click.option(
-    "--regularize", type=click.Choice(training.REGULARIZERS), help="Forgetting regulariser (ALEWR)."
-)
+@click.option("--method", type=click.Choice(TRAIN_METHODS), required=True, help="Training method.")
+@click.option("--regularize", type=click.Choice(REGULARIZERS), help="Forgetting regulariser (ALEWR).")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Method setting (repeatable).")
 @click.option("--dataset", help="Train dataset of DOMAIN (default: its newest readable one).")
 @click.option("--general", "general_dataset", help="General dataset for ALEWR importance (default: newest).")

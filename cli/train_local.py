@@ -12,7 +12,8 @@ from typing import Any
 
 import click
 
-METHODS = ("lora", "s2ft", "propulsion", "full")
+from core.vocab import REGULARIZERS, TRAIN_METHODS
+
 _existing_file = click.Path(exists=True, dir_okay=False, path_type=Path)
 _existing_dir = click.Path(exists=True, file_okay=False, path_type=Path)
 
@@ -28,8 +29,8 @@ def _echo_json(data: dict[str, Any]) -> None:
 @click.command("train-local")
 @click.argument("model_dir", type=_existing_dir)
 @click.argument("data", type=_existing_file)
-@click.option("--method", "method", type=click.Choice(METHODS), required=True, help="Training method.")
-@click.option("--regularize", type=click.Choice(["alewr"]), default=None, help="Forgetting regulariser.")
+@click.option("--method", "method", type=click.Choice(TRAIN_METHODS), required=True, help="Training method.")
+@click.option("--regularize", type=click.Choice(REGULARIZERS), default=None, help="Forgetting regulariser.")
 @click.option("--general", type=_existing_file, default=None, help="General-role JSONL for ALEWR importance.")
 @click.option(
     "--importance",

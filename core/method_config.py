@@ -30,6 +30,14 @@ def regularizer_name(method_config: Mapping[str, Any] | None) -> str | None:
     return found[0] if found else None
 
 
+def method_label(method: str, method_config: Mapping[str, Any] | None) -> str:
+    """The method, plus its regulariser when it trained with one: `s2ft+alewr` (either stored form).
+
+    Release porting tells patches apart by it, and the matrix, the jobs list and the demo show it."""
+    regularizer = regularizer_name(method_config)
+    return method + (f"+{regularizer}" if regularizer else "")
+
+
 def regularizer_settings(method_config: Mapping[str, Any] | None) -> tuple[str, dict[str, Any]] | None:
     """(name, settings) of the stored config's regulariser, from either form, or None."""
     config = method_config or {}

@@ -15,3 +15,9 @@ VERDICTS = ("compatible", "incompatible")
 JOB_KINDS = ("train", "importance", "port_all", "port", "evaluate")
 JOB_STATUSES = ("queued", "running", "succeeded", "failed", "cancelled")
 BASE_STATUSES = ("ready", "deprecated")
+
+# The trainer's registries are the truth (tests/trainer/test_vocabulary.py checks these match them);
+# the registry, which cannot import the trainer, validates requests against these names.
+TRAIN_METHODS = ("lora", "s2ft", "propulsion", "full")
+REGULARIZERS = ("alewr",)
+REGULARIZABLE = ("full", "s2ft")  # methods whose trainable tensors are views of base weights

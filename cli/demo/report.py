@@ -13,8 +13,8 @@ import click
 
 from cli.context import AppContext
 from cli.demo.plan import DOMAIN, EVAL, V1, V2
-from cli.demo.watch import label
 from cli.output import print_table
+from core.method_config import method_label
 from registry.schemas import PatchRead, VerdictRead
 from registry.services import compat, evaluations, patches
 
@@ -64,7 +64,7 @@ def gather(app: AppContext) -> list[Story]:
             retrained = next((p for p in on_v2 if p.origin == "retrained" and p.parent_id == src.id), None)
             stories.append(
                 Story(
-                    label=label(src.method, src.method_config),
+                    label=method_label(src.method, src.method_config),
                     source=src,
                     ported=ported,
                     retrained=retrained,

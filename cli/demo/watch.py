@@ -11,14 +11,9 @@ from tqdm import tqdm
 
 from cli.context import AppContext
 from core.errors import NotFound
-from core.method_config import regularizer_name
+from core.method_config import method_label
 from registry.schemas import JobRead
 from registry.services import jobs, patches
-
-
-def label(method: str, config: dict[str, Any] | None) -> str:
-    regularizer = regularizer_name(config)
-    return method + (f"+{regularizer}" if regularizer else "")
 
 
 def _change(before: dict[str, Any], after: dict[str, Any]) -> str:
@@ -46,7 +41,7 @@ class Reporter:
             try:
                 with self.app.transaction() as s:
                     p = patches.show_patch(s, patch_id)
-                self.labels[patch_id] = label(p.method, p.method_config)
+                self.labels[patch_id] = method_label(p.method, p.method_config)
             except NotFound:
                 return "?"
         return self.labels[patch_id]
@@ -55,7 +50,7 @@ class Reporter:
         p = job.payload
         if job.kind == "train":
             verb = "retrain" if p.get("origin") == "retrained" else "train"
-            return f"{verb} {label(p['method'], p)} on {p['base']}"
+            return f"{verb} {method_label(p['method'], p)} on {p['base']}"
         if job.kind in ("port", "evaluate"):
             where = f" -> {p['base']}" if job.kind == "port" else ""
             return f"{job.kind} {self.patch_label(p.get('patch_id'))}{where}"
@@ -106,7 +101,7 @@ class Reporter:
             return f"{what}: job {job.id} {job.status}{again}: {error}"
         r = job.result or {}
         if job.kind == "train":
-            self.labels[r["patch_id"]] = label(job.payload["method"], job.payload)
+            self.labels[r["patch_id"]] = method_label(job.payload["method"], job.payload)
             return (
                 f"{what}: patch {r['patch_id']}, loss {r['train_first_loss']:.3f} -> "
                 f"{r['train_final_loss']:.3f} over {r['train_steps']} steps"

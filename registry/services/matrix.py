@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 from registry.models import BaseVersion, CompatVerdict, Domain, Patch
 from registry.schemas import CompatMatrix, MatrixCell, MatrixRow
 from registry.services.lookup import base_ref, get_domain, get_family
-from registry.services.release import method_label
+from registry.services.release import patch_label
 
 
 def compat_matrix(session: Session, family: str, domain: str | None = None) -> CompatMatrix:
@@ -98,7 +98,7 @@ def _row(
     return MatrixRow(
         patch_id=source.id,
         domain=source.domain.name,
-        method=method_label(source),  # s2ft+alewr apart from s2ft, as port_all tells them apart
+        method=patch_label(source),  # s2ft+alewr apart from s2ft, as port_all tells them apart
         origin=source.origin,
         base=base_ref(source.base_version),
         cells=cells,

@@ -19,7 +19,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from core.errors import PatchregError
-from core.method_config import regularizer_name
+from core.method_config import method_label, regularizer_name
 from registry.models import BaseVersion, Domain, Job, Patch
 from registry.schemas import JobRead
 from registry.services import audit, jobs, training
@@ -39,10 +39,9 @@ class PortSource:
     status: str
 
 
-def method_label(p: Patch) -> str:
-    """The method, plus its regulariser when it trained with one: `s2ft+alewr` (either stored form)."""
-    regularizer = regularizer_name(p.method_config)
-    return p.method + (f"+{regularizer}" if regularizer else "")
+def patch_label(p: Patch) -> str:
+    """`core.method_config.method_label` of a patch row, e.g. `s2ft+alewr`."""
+    return method_label(p.method, p.method_config)
 
 
 def ancestors(version: BaseVersion) -> list[BaseVersion]:
@@ -68,7 +67,7 @@ def port_sources(session: Session, base: str) -> list[PortSource]:
     ).all()
     best: dict[tuple[int, str], Patch] = {}
     for p in rows:
-        key = (p.domain_id, method_label(p))
+        key = (p.domain_id, patch_label(p))
         held = best.get(key)
         if held is None or _preference(p, depth) < _preference(held, depth):
             best[key] = p

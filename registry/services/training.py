@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 
 from core.errors import DataUnavailable, InvalidInput
 from core.method_config import regularizer_name
+from core.vocab import REGULARIZABLE, REGULARIZERS, TRAIN_METHODS
 from registry.models import Dataset, ImportanceMap
 from registry.schemas import JobRead
 from registry.services import artifacts, audit, jobs
@@ -24,9 +25,6 @@ from registry.services.datasets import is_available
 from registry.services.lookup import base_ref, get_base_version, get_dataset, get_domain, get_patch
 from registry.store import ArtifactStore
 
-TRAIN_METHODS = ("lora", "s2ft", "propulsion", "full")
-REGULARIZERS = ("alewr",)
-REGULARIZABLE = ("full", "s2ft")  # the methods whose trained weights ALEWR's penalty can anchor
 IMPORTANCE_MEDIA_TYPE = "application/vnd.patchreg.importance+safetensors"
 TRAIN_ARGS: dict[str, type] = {
     "steps": int,

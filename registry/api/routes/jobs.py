@@ -7,6 +7,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Response
 from pydantic import BaseModel, ConfigDict, Field
 
+from core.vocab import TRAIN_METHODS
 from registry.api.auth import Reader, Writer
 from registry.schemas import JobRead
 from registry.services import jobs, training
@@ -19,7 +20,7 @@ class TrainRequest(BaseModel):
 
     domain: str
     base: str = Field(description="FAMILY:VERSION to train on")
-    method: str = Field(description=f"One of {', '.join(training.TRAIN_METHODS)}")
+    method: str = Field(description=f"One of {', '.join(TRAIN_METHODS)}")
     overrides: list[str] = Field(default_factory=list, description="Method settings as key=value")
     regularize: str | None = Field(default=None, description="alewr, or none")
     dataset: str | None = Field(default=None, description="Train dataset (default: the newest readable)")
