@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 from registry.models import BaseVersion, CompatVerdict, Domain, Patch
 from registry.schemas import CompatMatrix, MatrixCell, MatrixRow
 from registry.services.lookup import base_ref, get_domain, get_family
-from registry.services.release import patch_label
+from registry.services.port_sources import patch_label
 
 
 def compat_matrix(session: Session, family: str, domain: str | None = None) -> CompatMatrix:

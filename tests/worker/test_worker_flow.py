@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 from core.errors import InvalidState
 from registry.db import transaction
 from registry.models import AuditEvent, CompatVerdict, Dataset, Evaluation, ImportanceMap, Job, Patch
-from registry.services import bases, datasets, domains, jobs, lineage, release, training
+from registry.services import bases, datasets, domains, jobs, lineage, port_sources, retraining, training
 from registry.services.lookup import get_base_version
 from tests.conftest import Registry
 from trainer.family import Family, build_family, domain_rows, write_jsonl
@@ -172,7 +172,7 @@ def test_release_ports_every_source_gates_it_and_retrains_where_data_allows(
         outcome: dict[str, dict[str, Any]] = {}
         for name, source_id in sources.items():
             (copy,) = ported(s, source_id, "tiny:v2")  # exactly one per source
-            port_job = job_by_key(s, release.port_key(source_id, "tiny:v2"))
+            port_job = job_by_key(s, port_sources.port_key(source_id, "tiny:v2"))
             assert port_job is not None and port_job.result["patch_id"] == copy.id
             assert copy.job_id == port_job.id and copy.status == port_job.result["status"]
             assert copy.artifact_digest == s.get(Patch, source_id).artifact_digest  # no new bytes
@@ -265,7 +265,7 @@ def test_incompatible_release_ports_nothing_and_retrains_where_data_allows(
             verdict = s.get(CompatVerdict, (source_id, target.id))
             assert verdict is not None and verdict.verdict == "incompatible"
             assert {r["code"] for r in verdict.reasons} == {"shape_mismatch"}
-            port_job = job_by_key(s, release.port_key(source_id, "tiny:v3"))
+            port_job = job_by_key(s, port_sources.port_key(source_id, "tiny:v3"))
             assert port_job.result["verdict"] == "incompatible" and port_job.result["patch_id"] is None
         retrain_job = job_by_key(s, f"retrain:{noop}:tiny:v3")
         assert retrain_job is not None and retrain_job.status == "succeeded"
@@ -315,7 +315,7 @@ def test_alewr_importance_is_measured_once_per_base_and_reused(
             {"name": "alewr", "config": {"lambda": 1.0, "balance": 0.0}}
         ]
         assert not any("importance" in str(p.method_config) for p in patches)
-        assert {release.method_label(p) for p in patches} == {"s2ft+alewr"}  # ported apart from s2ft
+        assert {port_sources.patch_label(p) for p in patches} == {"s2ft+alewr"}  # ported apart from s2ft
         assert s.get(Job, second).status == "succeeded"
 
         job, created = training.enqueue_importance(s, "tiny:v1", "docs")
@@ -361,11 +361,11 @@ def test_alewr_patches_retrain_with_their_settings_in_either_stored_form(
             "alewr_balance": 0.0,
             "importance": "/the/v1/map.safetensors",
         }
-        assert release.method_label(old) == release.method_label(new) == "s2ft+alewr"
+        assert port_sources.patch_label(old) == port_sources.patch_label(new) == "s2ft+alewr"
         sources = (new.id, old.id)
         bases.register_base(s, "tiny:v2", str(family.v2))
     with transaction(registry.factory) as s:
-        retrains = [release.plan_retrain(s, source, "tiny:v2", "test") for source in sources]
+        retrains = [retraining.plan_retrain(s, source, "tiny:v2", "test") for source in sources]
         assert all(j is not None and j.payload["regularize"] == "alewr" for j in retrains)
     worker.run(until_idle=True)
     with transaction(registry.factory) as s:

@@ -12,7 +12,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from registry.schemas import PortReport
-from registry.services import release
+from registry.services import retraining
 from worker.context import JobContext
 from worker.porting import port_and_check
 
@@ -34,7 +34,7 @@ def run(ctx: JobContext) -> dict[str, Any]:
         )
         if report.patch is None or report.status == "degraded":
             why = f"port {report.verdict.verdict}" + (f", {report.status}" if report.status else "")
-            job = release.plan_retrain(s, patch_id, base, f"{why}: {report.why}")
+            job = retraining.plan_retrain(s, patch_id, base, f"{why}: {report.why}")
             result["retrain_job"] = job.id if job else None
         ctx.complete_in(s, result)
 

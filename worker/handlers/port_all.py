@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from registry.services import audit, release
+from registry.services import audit, port_sources
 from worker.context import JobContext
 
 
@@ -16,8 +16,8 @@ def run(ctx: JobContext) -> dict[str, Any]:
     base = ctx.payload["base"]
     ctx.progress(0, 1, f"planning ports onto {base}")
     with ctx.transaction() as s:
-        queued = release.enqueue_ports(s, base)
-        uncovered = release.domains_without_sources(s, base)
+        queued = port_sources.enqueue_ports(s, base)
+        uncovered = port_sources.domains_without_sources(s, base)
         if uncovered:
             audit.record(s, "port_all.nothing_to_port", base, domains=uncovered)
         result = {

@@ -9,7 +9,7 @@ from core.errors import InvalidInput
 from registry.api.auth import Reader, Writer
 from registry.schemas import CompatMatrix, JobRead, VerdictRead
 from registry.services import bases, compat, jobs, matrix, patches
-from registry.services.release import port_key
+from registry.services.port_sources import port_key
 
 router = APIRouter(tags=["compatibility"])
 
