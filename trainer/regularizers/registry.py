@@ -9,32 +9,24 @@ from typing import Any
 
 from core.errors import ConfigError
 from core.method_config import regularizer_settings
+from trainer.catalog import Catalog
 from trainer.config import config_values, parse_value
 from trainer.regularizers.base import Regularization, Regularizer
 
-_REGULARIZERS: dict[str, Regularizer] = {}
+_REGULARIZERS: Catalog[Regularizer] = Catalog("regulariser")
 
 
 def register_regularizer(regularizer: Regularizer) -> Regularizer:
-    """Add a regulariser under its `name`; a second one with the same name is a programming error."""
-    if regularizer.name in _REGULARIZERS:
-        existing = type(_REGULARIZERS[regularizer.name]).__qualname__
-        raise ValueError(f"regulariser name {regularizer.name!r} is already registered by {existing}")
-    _REGULARIZERS[regularizer.name] = regularizer
-    return regularizer
+    """Add a regulariser under its `name` (one line per regulariser in `trainer/regularizers/__init__.py`)."""
+    return _REGULARIZERS.add(regularizer)
 
 
 def get_regularizer(name: str) -> Regularizer:
-    try:
-        return _REGULARIZERS[name]
-    except KeyError:
-        raise ConfigError(
-            f"unknown regulariser {name!r}; choose one of {', '.join(sorted(_REGULARIZERS))}"
-        ) from None
+    return _REGULARIZERS.get(name)
 
 
 def regularizer_names() -> list[str]:
-    return sorted(_REGULARIZERS)
+    return _REGULARIZERS.names()
 
 
 def regularization(name: str, **values: Any) -> Regularization:
@@ -65,7 +57,7 @@ def parse_regularizer_settings(name: str, settings: Mapping[str, str]) -> Regula
 
 def owner_of_setting(key: str) -> Regularizer | None:
     """The regulariser whose `--set` spelling `key` is, if any."""
-    for regularizer in _REGULARIZERS.values():
+    for regularizer in _REGULARIZERS.entries():
         if any(key == setting_key(regularizer, p) for p in regularizer.config_cls.public_fields()):
             return regularizer
     return None
