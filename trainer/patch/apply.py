@@ -16,6 +16,7 @@ from torch import nn
 from core.atomic import atomic_output_dir
 from core.errors import IncompatibleModel
 from core.fit import module_misfit
+from trainer.patch.tying import Untied, untie, untie_config
 from trainer.patch.types import Columns, Delta, Dense, LowRank, Patch, Rows, delta_shapes, max_index
 
 TOKENIZER_FILES = frozenset(
@@ -78,21 +79,31 @@ class _Saved:
 
 
 class AppliedPatch:
-    """Handle returned by `apply_patch`; `revert()` (or leaving a `with` block) undoes it exactly."""
+    """Handle returned by `apply_patch`; `revert()` (or leaving a `with` block) undoes it exactly.
 
-    def __init__(self, saved: list[_Saved]) -> None:
+    `untied` names the patched modules whose weight was tied to another module's (a tied
+    `lm_head`): they got a private copy, and `revert()` ties them back to the shared weight."""
+
+    def __init__(self, saved: list[_Saved], untied: dict[str, Untied] | None = None) -> None:
         self._saved = saved
+        self._untied = dict(untied or {})
 
     @property
     def active(self) -> bool:
         return bool(self._saved)
 
+    @property
+    def untied(self) -> list[str]:
+        return sorted(self._untied)
+
     @torch.no_grad()
     def revert(self) -> None:
-        """Restore every touched weight bit for bit; a second call does nothing."""
+        """Restore every touched weight bit for bit, and every tie; a second call does nothing."""
         for item in reversed(self._saved):
             item.restore()
-        self._saved = []
+        for tie in self._untied.values():
+            tie.retie()
+        self._saved, self._untied = [], {}
 
     def __enter__(self) -> AppliedPatch:
         return self
@@ -133,27 +144,35 @@ def apply_patch(model: nn.Module, patch: Patch) -> AppliedPatch:
     """Add `patch` to `model`'s Linear weights in place and return a handle that can revert it.
 
     Compatibility is checked for every module before any weight changes, so a mismatch leaves the
-    model untouched.
+    model untouched. A patched module whose weight is tied to another's (a tied `lm_head`) gets a
+    private copy first, so only it changes: the input embeddings stay as they are, as in PEFT.
     """
     modules = check_compatible(model, patch)
     saved: list[_Saved] = []
+    untied: dict[str, Untied] = {}
     try:
         for name, delta in sorted(patch.deltas.items()):
+            if (tie := untie(model, modules[name])) is not None:
+                untied[name] = tie
             saved.append(_apply_one(modules[name], delta))
     except BaseException:
-        AppliedPatch(saved).revert()
+        AppliedPatch(saved, untied).revert()
         raise
-    return AppliedPatch(saved)
+    return AppliedPatch(saved, untied)
 
 
 def write_merged(model_dir: Path | str, patch: Patch, directory: Path) -> None:
     """Write base + patch as a standalone model into `directory`, which exists (a staging directory
-    that the caller makes appear atomically): safetensors in the saved dtype, tokenizer copied."""
+    that the caller makes appear atomically): safetensors in the saved dtype, tokenizer copied.
+
+    A patch on a tied `lm_head` unties it: the merged config says `tie_word_embeddings: false` and
+    both weights are saved, so loading the merge gives exactly the patched model."""
     from trainer.hf import load_causal_lm
 
     model_dir = Path(model_dir)
     model = load_causal_lm(model_dir, dtype="auto")
-    apply_patch(model, patch)
+    if apply_patch(model, patch).untied:
+        untie_config(model.config)
     model.save_pretrained(directory, safe_serialization=True)
     for file in sorted(model_dir.iterdir()):
         if file.is_file() and file.name in TOKENIZER_FILES:

@@ -19,6 +19,7 @@ from trainer.methods.base import (
     matching_linears,
     new_patch,
 )
+from trainer.patch.tying import untie
 from trainer.patch.types import Dense, Patch
 
 
@@ -42,8 +43,11 @@ class FullMethod(Method):
     def attach(self, model: nn.Module, config: MethodConfig) -> tuple[nn.Module, dict[str, Any]]:
         assert isinstance(config, FullConfig)
         linears = matching_linears(model, config.target_modules)
+        # A tied lm_head trains its own copy: the patch then holds what apply will add to lm_head
+        # alone, and the input embeddings never move (PEFT leaves them alone too).
+        ties = [tie for m in linears.values() if (tie := untie(model, m)) is not None]
         before = {name: m.weight.detach().clone() for name, m in linears.items()}
-        return model, {"linears": linears, "before": before}
+        return model, {"linears": linears, "before": before, "ties": ties}
 
     def select_params(self, wrapped: nn.Module, state: dict[str, Any]) -> dict[str, nn.Parameter]:
         """The target weights themselves, named `<module>.weight` (biases stay frozen)."""
@@ -62,6 +66,8 @@ class FullMethod(Method):
             for name, m in prepared.state["linears"].items():
                 m.weight.copy_(prepared.state["before"][name])
                 m.weight.requires_grad_(False)
+        for tie in prepared.state["ties"]:
+            tie.retie()
         return prepared.model
 
     def weight_views(self, prepared: Prepared) -> list[WeightView]:
