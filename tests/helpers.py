@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import Engine, func, inspect, select, table
 
@@ -33,3 +34,12 @@ class NothingWritten:
     def __exit__(self, *exc: object) -> None:
         assert row_counts(self.engine) == self.rows, "rows were written"
         assert blob_files(self.store_root) == self.blobs, "blobs were written"
+
+
+def show_job(registry: Any, job_id: str) -> Any:
+    """The job as the registry has it now (a `JobRead`), in a transaction of its own."""
+    from registry.db import transaction
+    from registry.services import jobs
+
+    with transaction(registry.factory) as s:
+        return jobs.show_job(s, job_id)

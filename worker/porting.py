@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -21,6 +22,9 @@ from registry.schemas import PortReport
 from registry.services import ports
 from registry.store import ArtifactStore
 from trainer.gate import GateConfig
+
+if TYPE_CHECKING:
+    from worker.context import JobContext
 
 Finish = Callable[[Session, PortReport], None]
 
@@ -58,3 +62,18 @@ def port_and_check(
         if finish is not None:
             finish(s, report)
     return report
+
+
+def port_in_job(ctx: JobContext, patch_id: str, base: str, finish: Finish) -> PortReport:
+    """`port_and_check` as a job runs it: the job's worker, device and audit actor, with `finish`
+    recording the job's own outcome in the same transaction as the port's results."""
+    return port_and_check(
+        ctx.factory,
+        ctx.store,
+        patch_id,
+        base,
+        job_id=ctx.job.id,
+        actor=ctx.actor,
+        device=ctx.device,
+        finish=finish,
+    )

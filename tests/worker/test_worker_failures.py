@@ -20,16 +20,11 @@ from registry.schemas import JobRead
 from registry.services import bases, datasets, domains, jobs, patches, training
 from tests.conftest import Registry
 from tests.factories import write_patch
-from trainer.family import Family, build_family, domain_rows, write_jsonl
+from tests.helpers import show_job as show
+from trainer.family import Family, domain_rows, write_jsonl
 from worker.context import JobContext
 from worker.handlers import port as port_handler
 from worker.runner import Handler, Worker, WorkerConfig
-
-
-@pytest.fixture(scope="session")
-def family(tmp_path_factory: pytest.TempPathFactory) -> Family:
-    # One root for every worker test module: build_family reuses a family already built there.
-    return build_family(tmp_path_factory.getbasetemp() / "worker-family")
 
 
 @pytest.fixture(scope="session")
@@ -46,11 +41,6 @@ def make_worker(
         work_root=registry.home / "work", name=name, lease_seconds=lease, poll_seconds=0.05, backoff_seconds=0
     )
     return Worker(registry.factory, registry.store, config, handlers=handlers)
-
-
-def show(registry: Registry, job_id: str) -> JobRead:
-    with transaction(registry.factory) as s:
-        return jobs.show_job(s, job_id)
 
 
 def actions(registry: Registry, job_id: str) -> list[str]:

@@ -19,7 +19,7 @@ from registry.models import AuditEvent, CompatVerdict, Dataset, Evaluation, Impo
 from registry.services import bases, datasets, domains, jobs, lineage, port_sources, retraining, training
 from registry.services.lookup import get_base_version
 from tests.conftest import Registry
-from trainer.family import Family, build_family, domain_rows, write_jsonl
+from trainer.family import Family, domain_rows, write_jsonl
 from trainer.tiny import corpus_paragraphs
 from worker.runner import Worker, WorkerConfig
 
@@ -34,12 +34,6 @@ NOOP_EXPIRING = {
     "dataset": "archive",
     "args": {"steps": 1, "lr": 1e-7},
 }
-
-
-@pytest.fixture(scope="session")
-def family(tmp_path_factory: pytest.TempPathFactory) -> Family:
-    # One root for every worker test module: build_family reuses a family already built there.
-    return build_family(tmp_path_factory.getbasetemp() / "worker-family")
 
 
 @pytest.fixture(scope="session")

@@ -14,18 +14,13 @@ from registry.models import Evaluation, Patch
 from registry.services import aliases, bases, datasets, domains, evaluations, lineage, patches
 from registry.services.lookup import get_dataset
 from tests.conftest import Registry
-from trainer.family import Family, build_family, domain_rows, write_jsonl
+from trainer.family import Family, domain_rows, write_jsonl
 from trainer.loop import TrainArgs, train_to_patch
 from trainer.methods.lora import LoraConfig
 from trainer.patch.io import load_patch, save_patch
 from trainer.patch.types import LowRank
 from trainer.patch.types import Patch as PatchFile
 from worker.porting import port_and_check
-
-
-@pytest.fixture(scope="session")
-def family(tmp_path_factory: pytest.TempPathFactory) -> Family:
-    return build_family(tmp_path_factory.mktemp("family"))
 
 
 @pytest.fixture(scope="session")

@@ -17,10 +17,10 @@ from sqlalchemy import select
 
 from registry.db import transaction, utcnow
 from registry.models import Artifact, AuditEvent, Patch
-from registry.schemas import JobRead
-from registry.services import bases, datasets, domains, jobs, training
+from registry.services import bases, datasets, domains, training
 from tests.conftest import Registry
-from trainer.family import Family, build_family, domain_rows, write_jsonl
+from tests.helpers import show_job as show
+from trainer.family import Family, domain_rows, write_jsonl
 from worker.runner import Worker, WorkerConfig
 
 REPO = Path(__file__).resolve().parents[2]
@@ -29,20 +29,9 @@ STEPS = 80  # 1-2 s of training on the tiny model: caught mid-way by the first h
 
 
 @pytest.fixture(scope="session")
-def family(tmp_path_factory: pytest.TempPathFactory) -> Family:
-    # One root for every worker test module: build_family reuses a family already built there.
-    return build_family(tmp_path_factory.getbasetemp() / "worker-family")
-
-
-@pytest.fixture(scope="session")
 def train_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
     train, _ = domain_rows()
     return write_jsonl(train, tmp_path_factory.mktemp("worker-sigkill-data") / "train.jsonl")
-
-
-def show(registry: Registry, job_id: str) -> JobRead:
-    with transaction(registry.factory) as s:
-        return jobs.show_job(s, job_id)
 
 
 def stray_files(registry: Registry) -> list[str]:

@@ -16,7 +16,7 @@ from registry.schemas import PortReport
 from registry.services import evaluations
 from trainer.gate import GateConfig
 from worker.context import JobContext
-from worker.porting import port_and_check
+from worker.porting import port_in_job
 
 
 def run(ctx: JobContext) -> dict[str, Any]:
@@ -35,16 +35,7 @@ def run(ctx: JobContext) -> dict[str, Any]:
             result.update(patch_id=plan.patch_id, status=report.status, why=report.why)
             ctx.complete_in(s, result)
 
-        port_and_check(
-            ctx.factory,
-            ctx.store,
-            source_id,
-            base,
-            job_id=ctx.job.id,
-            actor=ctx.actor,
-            device=ctx.device,
-            finish=finish,
-        )
+        port_in_job(ctx, source_id, base, finish)
         return result
     if plan.measure is None:
         return {"patch_id": plan.patch_id, "status": None, "why": "the domain has no readable eval dataset"}

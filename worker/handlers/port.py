@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 from registry.schemas import PortReport
 from registry.services import retraining
 from worker.context import JobContext
-from worker.porting import port_and_check
+from worker.porting import port_in_job
 
 
 def run(ctx: JobContext) -> dict[str, Any]:
@@ -38,15 +38,6 @@ def run(ctx: JobContext) -> dict[str, Any]:
             result["retrain_job"] = job.id if job else None
         ctx.complete_in(s, result)
 
-    report = port_and_check(
-        ctx.factory,
-        ctx.store,
-        patch_id,
-        base,
-        job_id=ctx.job.id,
-        actor=ctx.actor,
-        device=ctx.device,
-        finish=finish,
-    )
+    report = port_in_job(ctx, patch_id, base, finish)
     ctx.progress(2, 2, f"{patch_id} on {base}: {report.verdict.verdict}, {report.status or 'not gated'}")
     return result
