@@ -3,7 +3,11 @@
 A patch is one safetensors file. Its string metadata holds `format_version`, `method`,
 `method_config` (JSON object) and `modules` (JSON object: module -> {"kind", "scale" for lowrank});
 any other key is free-form metadata. Tensors are named `<module>.<name>`: A/B (lowrank), idx/values
-(columns, rows), s (scale), delta (dense). `build_header` checks everything that needs no tensor
+(columns, rows), s (scale), delta (dense). Every delta speaks its target's [out, in] orientation.
+
+Format 2 lets a module key name one expert of a 3-D MoE parameter, `<parameter>.<expert>`, and
+Conv1D weights (stored [in, out]) as targets; format 1 files (Linear modules only) still load.
+`build_header` checks everything that needs no tensor
 data; the trainer adds the checks that do (finite values, index sanity) when it materialises tensors.
 """
 
@@ -19,8 +23,8 @@ from typing import Any
 from core.errors import ConfigError, MalformedFile
 from core.safetensors_header import TensorInfo, read_safetensors_header
 
-FORMAT_VERSION = 1
-SUPPORTED_FORMAT_VERSIONS = frozenset({FORMAT_VERSION})
+FORMAT_VERSION = 2
+SUPPORTED_FORMAT_VERSIONS = frozenset({1, FORMAT_VERSION})
 RESERVED_KEYS = ("format_version", "method", "method_config", "modules")
 TENSOR_NAMES: dict[str, tuple[str, ...]] = {
     "lowrank": ("A", "B"),

@@ -42,7 +42,7 @@ def test_inspect_json(lora_patch_file):
     result = CliRunner().invoke(inspect_command, [str(lora_patch_file), "--json"])
     assert result.exit_code == 0, result.output
     info = json.loads(result.output)
-    assert info["method"] == "s2ft" and info["format_version"] == 1 and info["export_rank"] == 6
+    assert info["method"] == "s2ft" and info["format_version"] == 2 and info["export_rank"] == 6
     assert info["modules"][O_PROJ_0]["kind"] == "columns" and info["modules"][O_PROJ_0]["rank"] == 3
     assert info["modules"][O_PROJ_0]["tensors"]["idx"] == {"shape": [3], "dtype": "int64"}
     assert info["num_params"] == 64 * 3 + 6 * 128 + 64 * 6

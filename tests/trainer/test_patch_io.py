@@ -70,7 +70,7 @@ def test_lowrank_scale_round_trips_exactly(tmp_path):
 def test_summary_reads_shapes_and_ranks(tmp_path, tiny_model, random_patch):
     patch = random_patch(tiny_model, ALL_KINDS, seed=1, ranks={O_PROJ: 6})
     summary = read_patch_header(save_patch(patch, tmp_path / "p.safetensors"))
-    assert summary.method == "test" and summary.method_config == {"seed": 1} and summary.format_version == 1
+    assert summary.method == "test" and summary.method_config == {"seed": 1} and summary.format_version == 2
     assert {n: m.kind for n, m in summary.modules.items()} == ALL_KINDS
     assert summary.modules[O_PROJ].rank == 6
     assert summary.modules[O_PROJ].tensors["values"].shape == (64, 6)

@@ -23,9 +23,14 @@ from trainer.config import Config
 from trainer.config import check_choice as check_choice  # re-exported: methods import them from here
 from trainer.config import check_range as check_range
 from trainer.config import doc as doc
+from trainer.patch.targets import Target
+from trainer.patch.targets import resolve as resolve_targets
 from trainer.patch.types import Delta, Patch
 
-SEVEN_PROJECTIONS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+TARGETS_DOC = (
+    "weights to train: short or layer-relative names (q_proj, attn.c_attn, mlp.experts.down_proj) or "
+    "full names; unset: the architecture's defaults (`patchreg base show`)"
+)
 
 
 @dataclass
@@ -34,32 +39,22 @@ class MethodConfig(Config):
 
 
 def check_targets(name: str, value: Any) -> list[str]:
+    if value is None:
+        return []
     if not isinstance(value, tuple | list) or not value or not all(isinstance(v, str) and v for v in value):
-        return [f"{name} must be a non-empty list of module names, e.g. {','.join(SEVEN_PROJECTIONS)}"]
+        return [f"{name} must be a non-empty list of weight names, e.g. q_proj,v_proj"]
     return []
 
 
-def matching_linears(model: nn.Module, targets: tuple[str, ...] | list[str]) -> dict[str, nn.Linear]:
-    """Linear modules whose name is a target or ends with '.target' (targets are short or full names).
-
-    Raises ConfigError naming the targets that match nothing, so a typo never trains silently less."""
-    found: dict[str, nn.Linear] = {}
-    unmatched = set(targets)
-    for name, module in model.named_modules():
-        for target in targets:
-            if name == target or name.endswith("." + target):
-                if not isinstance(module, nn.Linear):
-                    raise ConfigError(f"target module {name!r} is a {type(module).__name__}, not a Linear")
-                found[name] = module
-                unmatched.discard(target)
-    if unmatched:
-        raise ConfigError(f"target_modules {sorted(unmatched)} match no Linear module of the model")
-    return found
+def targets_for(model: nn.Module, targets: tuple[str, ...] | None, method: str) -> dict[str, Target]:
+    """The weights a method trains: `targets`, or the model architecture's defaults for `method`."""
+    return resolve_targets(model, targets, method)
 
 
 def layer_of(module_name: str) -> str:
-    """Group key for per-layer coefficients: 'layers.3' for decoder layer 3, else the name itself."""
-    match = re.search(r"layers\.(\d+)\.", module_name)
+    """Group key for per-layer coefficients: 'layers.3' for decoder layer 3 (`h.3` in GPT-2 and
+    Falcon), else the name itself."""
+    match = re.search(r"(?:^|\.)(?:layers|h)\.(\d+)\.", module_name)
     return f"layers.{match.group(1)}" if match else module_name
 
 
@@ -83,17 +78,27 @@ class Prepared:
 
 @dataclass
 class WeightView:
-    """A trainable tensor seen as (part of) the base weight `<module>.weight` of shape [out, in].
+    """A trainable tensor seen as (part of) one base weight parameter.
 
-    `anchor` is the value the parameter starts from (the base weight itself), or None when the
-    parameter is a delta from the base (it starts at zero, so its value is the drift). A sliced
-    delta covers only `index` along `axis` of the weight (1: columns, 0: rows); None: all of it."""
+    `key` names that parameter as `model.named_parameters()` does (`<module>.weight`, or a 3-D
+    expert parameter): the importance file is keyed the same way. A view with `axis` None is the
+    whole parameter in its stored layout. A sliced delta covers `index` along `axis` of the
+    target's [out, in] weight (1: columns, 0: rows), which is the stored parameter transposed
+    (`transposed`, Conv1D) or one expert of it (`expert`). `anchor` is the value the parameter
+    starts from (the base weight), or None when the parameter is a delta (it starts at zero)."""
 
-    module: str
+    module: str  # the target name, grouping terms by layer
     param: nn.Parameter
     anchor: torch.Tensor | None = None
     axis: int | None = None
     index: torch.Tensor | None = None
+    key: str | None = None  # default: f"{module}.weight"
+    transposed: bool = False
+    expert: int | None = None
+
+    @property
+    def importance_key(self) -> str:
+        return self.key or f"{self.module}.weight"
 
 
 class Method(ABC):

@@ -16,6 +16,7 @@ from torch import nn
 from core.atomic import atomic_output_dir
 from core.errors import IncompatibleModel
 from core.fit import module_misfit
+from trainer.patch.targets import Target, all_targets
 from trainer.patch.tying import Untied, untie, untie_config
 from trainer.patch.types import Columns, Delta, Dense, LowRank, Patch, Rows, delta_shapes, max_index
 
@@ -35,47 +36,55 @@ TOKENIZER_FILES = frozenset(
 )
 
 
-def check_compatible(model: nn.Module, patch: Patch) -> dict[str, nn.Linear]:
-    """Map each patched module name to its nn.Linear, or raise IncompatibleModel naming the first
+def check_compatible(model: nn.Module, patch: Patch) -> dict[str, Target]:
+    """Map each patched name to its target weight, or raise IncompatibleModel naming the first
     mismatch (module, expected, found). Works on meta-device models too: only shapes are read."""
-    named = dict(model.named_modules())
-    found: dict[str, nn.Linear] = {}
+    targets = all_targets(model)
+    modules = dict(model.named_modules())
+    found: dict[str, Target] = {}
     for name, delta in sorted(patch.deltas.items()):
-        module = named.get(name)
-        if module is not None and not isinstance(module, nn.Linear):
-            what = type(module).__name__
+        hit = targets.get(name)
+        if hit is None and name in modules:
+            what = type(modules[name]).__name__
             raise IncompatibleModel(
-                f"module {name}: patch ({delta.kind}) needs a linear layer, the model has {what}"
+                f"module {name}: patch ({delta.kind}) needs a Linear, Conv1D or expert weight, "
+                f"the model has {what}"
             )
-        weight = tuple(module.weight.shape) if isinstance(module, nn.Linear) else None
         misfit = module_misfit(
-            name, delta.kind, delta_shapes(delta), weight, target="the model", max_index=max_index(delta)
+            name,
+            delta.kind,
+            delta_shapes(delta),
+            hit.shape if hit is not None else None,
+            target="the model",
+            max_index=max_index(delta),
         )
         if misfit is not None:
             raise IncompatibleModel(misfit.message)
-        assert isinstance(module, nn.Linear)
-        found[name] = module
+        assert hit is not None
+        found[name] = hit
     return found
 
 
 @dataclass
 class _Saved:
-    """What one module looked like before the patch: a whole weight, or the touched slice."""
+    """What one weight looked like before the patch: the whole [out, in] view, or the touched slice."""
 
-    module: nn.Linear
+    target: Target
     weight: torch.Tensor
     idx: torch.Tensor | None = None  # set for columns/rows: `weight` holds only those slices
     axis: int = 0  # 1 for columns, 0 for rows
     bias: torch.Tensor | None = None  # set for scale when the layer has a bias
 
     def restore(self) -> None:
-        w = self.module.weight
+        w = self.target.weight
         if self.idx is None:
             w.copy_(self.weight)
         else:
             w.index_copy_(self.axis, self.idx, self.weight)
         if self.bias is not None:
-            self.module.bias.copy_(self.bias)
+            bias = self.target.bias
+            assert bias is not None
+            bias.copy_(self.bias)
 
 
 class AppliedPatch:
@@ -112,9 +121,9 @@ class AppliedPatch:
         self.revert()
 
 
-def _apply_one(module: nn.Linear, delta: Delta) -> _Saved:
+def _apply_one(target: Target, delta: Delta) -> _Saved:
     """Add one delta: arithmetic in fp32, result cast back to the weight's dtype."""
-    w = module.weight
+    w = target.weight
     dev, dtype = w.device, w.dtype
     if isinstance(delta, Columns | Rows):
         axis = 1 if isinstance(delta, Columns) else 0
@@ -122,8 +131,8 @@ def _apply_one(module: nn.Linear, delta: Delta) -> _Saved:
         original = w.index_select(axis, idx)
         updated = original.float() + delta.values.to(device=dev, dtype=torch.float32)
         w.index_copy_(axis, idx, updated.to(dtype))
-        return _Saved(module, original, idx=idx, axis=axis)
-    saved = _Saved(module, w.detach().clone())
+        return _Saved(target, original, idx=idx, axis=axis)
+    saved = _Saved(target, w.detach().clone())
     if isinstance(delta, LowRank):
         a = delta.A.to(device=dev, dtype=torch.float32)
         b = delta.B.to(device=dev, dtype=torch.float32)
@@ -133,28 +142,30 @@ def _apply_one(module: nn.Linear, delta: Delta) -> _Saved:
     else:
         s = delta.s.to(device=dev, dtype=torch.float32)
         w.copy_((s[:, None] * w.float()).to(dtype))
-        if module.bias is not None:
-            saved.bias = module.bias.detach().clone()
-            module.bias.copy_((s * module.bias.float()).to(module.bias.dtype))
+        if (bias := target.bias) is not None:
+            saved.bias = bias.detach().clone()
+            bias.copy_((s * bias.float()).to(bias.dtype))
     return saved
 
 
 @torch.no_grad()
 def apply_patch(model: nn.Module, patch: Patch) -> AppliedPatch:
-    """Add `patch` to `model`'s Linear weights in place and return a handle that can revert it.
+    """Add `patch` to `model`'s weights (Linear, Conv1D, expert slices) in place; return a handle
+    that can revert it.
 
     Compatibility is checked for every module before any weight changes, so a mismatch leaves the
     model untouched. A patched module whose weight is tied to another's (a tied `lm_head`) gets a
     private copy first, so only it changes: the input embeddings stay as they are, as in PEFT.
     """
-    modules = check_compatible(model, patch)
+    targets = check_compatible(model, patch)
     saved: list[_Saved] = []
     untied: dict[str, Untied] = {}
     try:
         for name, delta in sorted(patch.deltas.items()):
-            if (tie := untie(model, modules[name])) is not None:
+            hit = targets[name]
+            if hit.is_module and (tie := untie(model, hit.module)) is not None:
                 untied[name] = tie
-            saved.append(_apply_one(modules[name], delta))
+            saved.append(_apply_one(hit, delta))
     except BaseException:
         AppliedPatch(saved, untied).revert()
         raise

@@ -14,15 +14,15 @@ from torch import nn
 
 from core.errors import ConfigError
 from trainer.methods.base import (
-    SEVEN_PROJECTIONS,
+    TARGETS_DOC,
     Method,
     MethodConfig,
     Prepared,
     check_targets,
     doc,
-    matching_linears,
     new_patch,
     set_submodule,
+    targets_for,
 )
 from trainer.patch.types import Patch, Scale
 
@@ -30,10 +30,7 @@ from trainer.patch.types import Patch, Scale
 @dataclass
 class PropulsionConfig(MethodConfig):
     degree: int = doc("k in z^k; it multiplies the effective learning rate of z (≥ 1)", default=15)
-    target_modules: tuple[str, ...] = doc(
-        "Linear modules to rescale; embeddings are never wrapped, lm_head only if listed",
-        default=SEVEN_PROJECTIONS,
-    )
+    target_modules: tuple[str, ...] | None = doc(TARGETS_DOC, default=None)
 
     def problems(self) -> list[str]:
         found = check_targets("target_modules", self.target_modules)
@@ -43,15 +40,15 @@ class PropulsionConfig(MethodConfig):
 
 
 class PropulsionLinear(nn.Module):
-    """A frozen Linear whose output is rescaled per output feature by z^k."""
+    """A frozen Linear or Conv1D whose output is rescaled per output feature by z^k."""
 
-    def __init__(self, base: nn.Linear, degree: int) -> None:
+    def __init__(self, base: nn.Module, out_features: int, degree: int) -> None:
         super().__init__()
         self.base = base
         self.degree = degree
-        self.propulsion_z = nn.Parameter(
-            torch.ones(base.out_features, dtype=torch.float32, device=base.weight.device)
-        )
+        weight = base.weight
+        assert isinstance(weight, torch.Tensor)
+        self.propulsion_z = nn.Parameter(torch.ones(out_features, dtype=torch.float32, device=weight.device))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = self.base(x)
@@ -66,14 +63,18 @@ class PropulsionMethod(Method):
 
     def attach(self, model: nn.Module, config: MethodConfig) -> tuple[nn.Module, dict[str, Any]]:
         assert isinstance(config, PropulsionConfig)
-        embeddings = [t for t in config.target_modules if isinstance(_get(model, t), nn.Embedding)]
+        embeddings = [t for t in config.target_modules or () if isinstance(_get(model, t), nn.Embedding)]
         if embeddings:
             raise ConfigError(
                 f"propulsion cannot target embeddings {embeddings}: a scale patch acts on Linear outputs"
             )
         wrapped = {}
-        for name, linear in matching_linears(model, config.target_modules).items():
-            module = PropulsionLinear(linear, config.degree)
+        targets = targets_for(model, config.target_modules, self.name)
+        experts = sorted(n for n, t in targets.items() if not t.is_module)
+        if experts:
+            raise ConfigError(f"propulsion cannot target MoE expert weights yet ({experts[0]})")
+        for name, target in targets.items():
+            module = PropulsionLinear(target.module, target.shape[0], config.degree)
             set_submodule(model, name, module)
             wrapped[name] = module
         return model, {"wrapped": wrapped}

@@ -22,7 +22,6 @@ import torch
 from torch import nn
 
 from core.errors import ConfigError, IncompatibleModel
-from trainer.methods.base import SEVEN_PROJECTIONS
 
 FILE_KIND = "patchreg.alewr_importance"
 
@@ -62,7 +61,7 @@ def compute_importance(
     general_rows: Sequence[Any],
     *,
     out_path: Path | str,
-    target_modules: Sequence[str] = SEVEN_PROJECTIONS,
+    target_modules: Sequence[str] | None = None,
     steps: int = 50,
     lr: float = 1e-4,
     xi: float = 1e-3,
@@ -88,7 +87,10 @@ def compute_importance(
     model = load_causal_lm(model_dir, dtype=torch.float32).to(args.resolved_device())
     examples = encode_rows(tokenizer, as_rows(general_rows, "general rows"), max_length)
     torch.manual_seed(seed)
-    method, config = FullMethod(), FullConfig(target_modules=tuple(target_modules))
+    method, config = (
+        FullMethod(),
+        FullConfig(target_modules=tuple(target_modules) if target_modules else None),
+    )
     prepared = method.prepare(model, config)
     tracker = PathIntegral(prepared.params)
     optimize(

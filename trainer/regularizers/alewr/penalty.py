@@ -84,14 +84,22 @@ def build_penalty(
 
 
 def omega_of(omega: dict[str, torch.Tensor], view: WeightView) -> torch.Tensor:
-    """Ω of the weight the view covers: whole, or gathered at its columns/rows."""
-    key = f"{view.module}.weight"
+    """Ω of the weight the view covers: whole, or gathered at its columns/rows of the target's
+    [out, in] weight (one expert of a 3-D parameter, a Conv1D weight transposed)."""
+    key = view.importance_key
     if key not in omega:
-        raise ConfigError(f"the importance file has no entry for {key}; compute it for these target_modules")
+        raise ConfigError(
+            f"the importance file has no entry for {key}; compute it for the weights this method trains"
+        )
     if view.axis is None:
         return omega[key]
     assert view.index is not None
-    return omega[key].to(view.index.device).index_select(view.axis, view.index)
+    weight = omega[key]
+    if view.expert is not None:
+        weight = weight[view.expert]
+    if view.transposed:
+        weight = weight.T
+    return weight.to(view.index.device).index_select(view.axis, view.index)
 
 
 def weighted_drift(terms: list[Term]) -> float:
