@@ -17,7 +17,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from core.arch import EXPERTS, Architecture, find_architecture
+from core.arch import EXPERTS, Architecture, find_architecture, require_architecture
+from core.arch import targets as arch_targets
 from core.errors import ConfigError
 
 HEAD = "lm_head"
@@ -114,10 +115,6 @@ def target(model: nn.Module, name: str) -> Target | None:
     return found.get(name)
 
 
-def _in_decoder(arch: Architecture | None, name: str) -> bool:
-    return arch is None or name.startswith(arch.layers + ".")
-
-
 def expert_parent(name: str) -> str:
     """`model.layers.0.mlp.experts.down_proj.3` -> `model.layers.0.mlp.experts.down_proj`."""
     return name.rsplit(".", 1)[0]
@@ -126,42 +123,17 @@ def expert_parent(name: str) -> str:
 def match_targets(
     model: nn.Module, targets: Sequence[str], arch: Architecture | None = None
 ) -> dict[str, Target]:
-    """Targets named by `targets`: full names, or layer-relative/short names matched at the end
-    of a name inside the decoder layers (`q_proj`, `mlp.experts.down_proj` selects every expert).
-
-    Raises ConfigError naming the targets that match nothing, so a typo never trains silently less.
-    """
+    """The model's weights that `targets` select (rules: `core.arch.targets`); ConfigError naming
+    the targets that match nothing, so a typo never trains silently less."""
     arch = arch or architecture_of(model)
     everything = all_targets(model)
     modules = dict(model.named_modules())
-    found: dict[str, Target] = {}
-    unmatched = list(targets)
     for wanted in targets:
-        hits = [
-            t
-            for name, t in everything.items()
-            if name == wanted
-            or (t.expert is not None and expert_parent(name) == wanted)
-            or (
-                _in_decoder(arch, name)
-                and (
-                    name.endswith("." + wanted)
-                    or (t.expert is not None and expert_parent(name).endswith("." + wanted))
-                )
-            )
-        ]
-        if not hits and wanted in modules:
+        if wanted in modules and wanted not in everything and not isinstance(modules[wanted], nn.ModuleList):
             what = type(modules[wanted]).__name__
             raise ConfigError(f"target module {wanted!r} is a {what}, not a Linear, Conv1D or expert weight")
-        if hits:
-            unmatched.remove(wanted)
-        found.update({t.name: t for t in hits})
-    if unmatched:
-        where = f" in {arch.layers}.N" if arch else ""
-        raise ConfigError(
-            f"target_modules {sorted(unmatched)} match no Linear, Conv1D or expert weight{where}"
-        )
-    return found
+    experts = [n for n, t in everything.items() if not t.is_module]
+    return {n: everything[n] for n in arch_targets.select(everything, targets, arch, experts)}
 
 
 def whole_expert_params(targets: dict[str, Target], method: str) -> dict[str, list[Target]]:
@@ -181,23 +153,12 @@ def whole_expert_params(targets: dict[str, Target], method: str) -> dict[str, li
 
 
 def default_target_names(model: nn.Module, method: str) -> list[str]:
-    """The architecture's default targets for `method`, those present in this model (a Qwen3-MoE
-    model has no shared expert; some MoE models keep dense MLPs in a few layers)."""
-    from core.arch import require_architecture
-
+    """The architecture's default targets for `method` that this model has."""
     config: Any = model.config
     arch = require_architecture(config.to_dict(), "default targets")
-    present = all_targets(model)
-    wanted = arch.default_targets(method)
-    kept = [t for t in wanted if any(_path_hit(arch, name, t) for name in present)]
-    if not kept:
-        raise ConfigError(f"none of {arch.name}'s default targets {list(wanted)} is in this model")
-    return kept
-
-
-def _path_hit(arch: Architecture, name: str, path: str) -> bool:
-    base = expert_parent(name) if re.search(r"\.\d+$", name) else name
-    return base.startswith(arch.layers + ".") and base.endswith("." + path)
+    everything = all_targets(model)
+    experts = [n for n, t in everything.items() if not t.is_module]
+    return arch_targets.default_targets(arch, method, everything, experts)
 
 
 def resolve(model: nn.Module, targets: Iterable[str] | None, method: str) -> dict[str, Target]:
