@@ -127,8 +127,8 @@ ARCHITECTURES: tuple[Architecture, ...] = (
         (
             # grouped [kv head, q heads of the group + k + v, head_dim] covers all three Falcon forms:
             # multi_query (7B: one KV head), per-head (kv = heads) and new_decoder_architecture (40B).
-            Projection("self_attn.query_key_value", ("q", "k", "v"), layout=GROUPED),
-            Projection("self_attn.dense", ("o",)),
+            Projection("self_attention.query_key_value", ("q", "k", "v"), layout=GROUPED),
+            Projection("self_attention.dense", ("o",)),
             Projection("mlp.dense_h_to_4h", ("up",)),
             Projection("mlp.dense_4h_to_h", ("down",)),
         ),

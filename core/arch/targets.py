@@ -69,11 +69,14 @@ def select(
 def default_targets(
     arch: Architecture, method: str, names: Iterable[str], expert_names: Iterable[str] = ()
 ) -> list[str]:
-    """The architecture's default targets for `method` that exist among `names` (a Qwen3-MoE model
-    has no shared expert; some MoE models keep dense MLPs in a few layers)."""
+    """The architecture's default targets for `method`; each must exist among `names`, so a model
+    that does not fit its description is refused instead of trained on less than it says."""
     pool, experts = sorted(set(names)), set(expert_names)
-    wanted = arch.default_targets(method)
-    kept = [t for t in wanted if any(_hits(n, t, arch, n in experts) for n in pool)]
-    if not kept:
-        raise ConfigError(f"none of {arch.name}'s default targets {list(wanted)} is in this model")
-    return kept
+    wanted = list(arch.default_targets(method))
+    missing = [t for t in wanted if not any(_hits(n, t, arch, n in experts) for n in pool)]
+    if missing:
+        raise ConfigError(
+            f"this model lacks {arch.name} weights {missing} that the architecture description lists; "
+            "set target_modules explicitly"
+        )
+    return wanted

@@ -46,7 +46,9 @@ def test_selection_is_pooled_seeded_and_head_aligned_on_gqa():
     assert sum(len(d.idx) for d in by_kind["o_proj"]) == 4 * 16  # 0.5 of 2 layers x 4 heads
     assert sum(len(d.idx) for d in by_kind["v_proj"]) == 2 * 16  # 0.5 of 2 layers x 2 KV heads
     for d in by_kind["v_proj"]:
-        assert d.kind == "rows" and int(d.idx.max()) < shape.kv_heads * shape.head_dim  # within v's 32 rows
+        assert (
+            d.kind == "rows" and int(d.idx.max()) < shape.dims.kv_heads * shape.dims.head_dim
+        )  # within v's 32 rows
         blocks = d.idx.view(-1, 16)
         assert torch.equal(blocks - blocks[:, :1], torch.arange(16).expand_as(blocks))  # whole heads
     assert sum(len(d.idx) for d in by_kind["down_proj"]) == round(0.1 * 2 * 128)
@@ -67,7 +69,7 @@ def test_trains_with_any_kv_grouping(kv_heads, tiny_tokenizer, train_rows):
 
 
 def _grads(sliced: bool, x: torch.Tensor, base: nn.Linear, idx: torch.Tensor):
-    layer = S2ColumnsLinear(base, idx, sliced=sliced)
+    layer = S2ColumnsLinear(base, idx, base.out_features, sliced=sliced)
     with torch.no_grad():
         layer.s2ft_delta.normal_(generator=torch.Generator().manual_seed(0))
     x = x.clone().requires_grad_(True)
@@ -100,7 +102,9 @@ def test_columns_keep_only_the_sliced_activation(backprop):
     x = torch.randn(4, 32, 256, requires_grad=True)
     idx = torch.arange(0, 256, 32)  # 8 of 256 input columns
     full = _saved_activation_numel(base.requires_grad_(True), x)  # full fine-tuning keeps all of x
-    s2 = _saved_activation_numel(S2ColumnsLinear(base.requires_grad_(False), idx, backprop == "sliced"), x)
+    s2 = _saved_activation_numel(
+        S2ColumnsLinear(base.requires_grad_(False), idx, base.out_features, backprop == "sliced"), x
+    )
     assert full == x.numel()
     assert s2 <= 4 * 32 * len(idx) + len(idx)  # x[..., idx] (plus, for autograd, the tiny index)
 

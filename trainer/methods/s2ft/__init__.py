@@ -11,8 +11,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import torch
 from torch import nn
+from torch.nn.utils import parametrize
 
+from core.errors import ConfigError
 from trainer.methods.base import (
     Method,
     MethodConfig,
@@ -24,8 +27,9 @@ from trainer.methods.base import (
     new_patch,
     set_submodule,
 )
-from trainer.methods.s2ft.layers import S2ColumnsLinear, S2RowsLinear
-from trainer.methods.s2ft.selection import Shape, model_shape, select, units_per_layer
+from trainer.methods.s2ft.layers import S2ColumnsLinear, S2ExpertSlices, S2RowsLinear
+from trainer.methods.s2ft.selection import KINDS, Shape, model_shape, select
+from trainer.patch.targets import Target, all_targets, expert_parent
 from trainer.patch.types import Columns, Patch, Rows
 
 BACKPROP = ("sliced", "autograd")
@@ -67,19 +71,26 @@ class S2ftConfig(MethodConfig):
         return found
 
     def counts(self, shape: Shape) -> dict[str, int]:
-        """Number of units per kind: from explicit ratios, else from the budget (≥ 1 of each side)."""
+        """Number of units per kind: from explicit ratios, else from the budget (≥ 1 of each side).
+
+        An explicit ratio the model cannot honour (no projection computes that part) is an error,
+        never dropped."""
         ratios = {k: getattr(self, f"{k}_ratio") for k in ("o", "d", "v", "u")}
-        layers = len(shape.layers)
         if any(r is not None for r in ratios.values()):
-            return {
-                k: max(1, round(r * layers * units_per_layer(shape, k))) if r else 0
-                for k, r in ratios.items()
-            }
-        head_params = shape.hidden * shape.head_dim
+            counts = {}
+            for k, r in ratios.items():
+                units = shape.units(k)
+                if r and not units:
+                    raise ConfigError(
+                        f"s2ft {k}_ratio={r}: this {shape.arch.name} model has no "
+                        f"{KINDS[k][0]} projection to train"
+                    )
+                counts[k] = max(1, round(r * units)) if r else 0
+            return counts
         attn = self.budget * self.attn_share * shape.total_params
         ffn = self.budget * (1 - self.attn_share) * shape.total_params
-        o = min(layers * shape.heads, max(1, round(attn / head_params))) if self.attn_share > 0 else 0
-        d = min(layers * shape.channels, max(1, round(ffn / shape.hidden))) if self.attn_share < 1 else 0
+        o = min(shape.units("o"), max(1, round(attn / shape.unit_params("o")))) if self.attn_share > 0 else 0
+        d = min(shape.units("d"), max(1, round(ffn / shape.unit_params("d")))) if self.attn_share < 1 else 0
         return {"o": o, "d": d}
 
 
@@ -92,17 +103,29 @@ class S2ftMethod(Method):
     def attach(self, model: nn.Module, config: MethodConfig) -> tuple[nn.Module, dict[str, Any]]:
         assert isinstance(config, S2ftConfig)
         shape = model_shape(model)
+        targets = all_targets(model)
         wrapped: dict[str, nn.Module] = {}
+        experts: dict[str, tuple[Target, dict[int, torch.Tensor], int]] = {}
         for name, (kind, idx) in select(shape, config.counts(shape), config.seed).items():
-            base = model.get_submodule(name)
-            assert isinstance(base, nn.Linear), f"{name} is selected by shape as a Linear"
+            target = targets[name]
+            out_features, in_features = target.shape
+            if target.expert is not None:
+                entry = experts.setdefault(expert_parent(name), (target, {}, 1 if kind == "columns" else 0))
+                entry[1][target.expert] = idx
+                continue
             if kind == "columns":
-                module: nn.Module = S2ColumnsLinear(base, idx, sliced=config.backprop == "sliced")
+                sliced = config.backprop == "sliced"
+                module: nn.Module = S2ColumnsLinear(target.module, idx, out_features, sliced=sliced)
             else:
-                module = S2RowsLinear(base, idx)
+                module = S2RowsLinear(target.module, idx, in_features)
             set_submodule(model, name, module)
             wrapped[name] = module
-        return model, {"wrapped": wrapped}
+        slices: dict[str, S2ExpertSlices] = {}
+        for parent, (target, selected, axis) in experts.items():
+            slices[parent] = S2ExpertSlices(target.param, axis, selected)
+            parametrize.register_parametrization(target.module, target.param_name, slices[parent])
+        owners = {parent: (experts[parent][0].module, experts[parent][0].param_name) for parent in experts}
+        return model, {"wrapped": wrapped, "experts": slices, "owners": owners}
 
     def extract_patch(self, prepared: Prepared, config: MethodConfig) -> Patch:
         deltas: dict[str, Columns | Rows] = {}
@@ -114,23 +137,49 @@ class S2ftMethod(Method):
                 if isinstance(m, S2ColumnsLinear)
                 else Rows(idx=idx, values=values)
             )
+        for parent, slices in prepared.state["experts"].items():
+            for e in slices.experts:
+                idx, values = (
+                    slices.idx(e).detach().cpu().clone(),
+                    slices.delta(e).detach().float().cpu().clone(),
+                )
+                deltas[f"{parent}.{e}"] = (
+                    Columns(idx=idx, values=values) if slices.axis == 1 else Rows(idx, values)
+                )
         return new_patch(self, config, deltas)
 
     def cleanup(self, prepared: Prepared) -> nn.Module:
         for name, m in prepared.state["wrapped"].items():
             set_submodule(prepared.model, name, m.base)
+        for owner, param_name in prepared.state["owners"].values():
+            parametrize.remove_parametrizations(owner, param_name, leave_parametrized=False)
         return prepared.model
 
     def weight_views(self, prepared: Prepared) -> list[WeightView]:
-        """Each delta as the columns (o_proj, down_proj) or rows (v_proj, up_proj) it adds to; the
-        anchor is None: the delta starts at zero, so its value is the drift from the base."""
-        return [
-            WeightView(
-                name,
-                m.s2ft_delta,
-                anchor=None,
-                axis=1 if isinstance(m, S2ColumnsLinear) else 0,
-                index=m.idx,
+        """Each delta as the columns (o, down) or rows (v, up) of its target's [out, in] weight;
+        the anchor is None: the delta starts at zero, so its value is the drift from the base."""
+        views = []
+        for name, m in prepared.state["wrapped"].items():
+            views.append(
+                WeightView(
+                    name,
+                    m.s2ft_delta,
+                    anchor=None,
+                    axis=1 if isinstance(m, S2ColumnsLinear) else 0,
+                    index=m.idx,
+                    transposed=not isinstance(m.base, nn.Linear),
+                )
             )
-            for name, m in prepared.state["wrapped"].items()
-        ]
+        for parent, slices in prepared.state["experts"].items():
+            for e in slices.experts:
+                views.append(
+                    WeightView(
+                        f"{parent}.{e}",
+                        slices.delta(e),
+                        axis=slices.axis,
+                        index=slices.idx(e),
+                        key=parent,
+                        expert=e,
+                    )
+                )
+        return views

@@ -41,42 +41,88 @@ class SlicedColumns(torch.autograd.Function):
 
 
 class S2ColumnsLinear(nn.Module):
-    """A frozen Linear whose input columns `idx` train through the fp32 parameter `s2ft_delta`.
+    """A frozen Linear (or Conv1D) whose input columns `idx` train through the fp32 parameter
+    `s2ft_delta`, [out, k].
 
     `sliced=False` uses stock autograd on x[..., idx] @ Δᵀ (also memory-light, one extra small
-    matmul); `sliced=True` uses `SlicedColumns`."""
+    matmul); `sliced=True` uses `SlicedColumns`, which needs an nn.Linear weight layout."""
 
     idx: torch.Tensor  # a buffer: it moves with the module
 
-    def __init__(self, base: nn.Linear, idx: torch.Tensor, sliced: bool = True) -> None:
+    def __init__(self, base: nn.Module, idx: torch.Tensor, out_features: int, sliced: bool = True) -> None:
         super().__init__()
         self.base = base
-        self.sliced = sliced
-        self.register_buffer("idx", idx.to(device=base.weight.device, dtype=torch.long))
+        self.sliced = sliced and isinstance(base, nn.Linear)
+        device = _device(base)
+        self.register_buffer("idx", idx.to(device=device, dtype=torch.long))
         self.s2ft_delta = nn.Parameter(
-            torch.zeros(base.out_features, len(idx), dtype=torch.float32, device=base.weight.device)
+            torch.zeros(out_features, len(idx), dtype=torch.float32, device=device)
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.sliced:
-            return SlicedColumns.apply(x, self.base.weight, self.base.bias, self.idx, self.s2ft_delta)
+            base: nn.Linear = self.base  # type: ignore[assignment]  # `sliced` is only kept for Linears
+            return SlicedColumns.apply(x, base.weight, base.bias, self.idx, self.s2ft_delta)
         xs = x.index_select(-1, self.idx)
         return self.base(x) + F.linear(xs, self.s2ft_delta.to(xs.dtype))
 
 
 class S2RowsLinear(nn.Module):
-    """A frozen Linear whose output rows `idx` train through the fp32 parameter `s2ft_delta`."""
+    """A frozen Linear (or Conv1D) whose output rows `idx` train through the fp32 parameter
+    `s2ft_delta`, [k, in]."""
 
     idx: torch.Tensor  # a buffer: it moves with the module
 
-    def __init__(self, base: nn.Linear, idx: torch.Tensor) -> None:
+    def __init__(self, base: nn.Module, idx: torch.Tensor, in_features: int) -> None:
         super().__init__()
         self.base = base
-        self.register_buffer("idx", idx.to(device=base.weight.device, dtype=torch.long))
-        self.s2ft_delta = nn.Parameter(
-            torch.zeros(len(idx), base.in_features, dtype=torch.float32, device=base.weight.device)
-        )
+        device = _device(base)
+        self.register_buffer("idx", idx.to(device=device, dtype=torch.long))
+        self.s2ft_delta = nn.Parameter(torch.zeros(len(idx), in_features, dtype=torch.float32, device=device))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = self.base(x)
         return y.index_add(-1, self.idx, F.linear(x, self.s2ft_delta.to(x.dtype)).to(y.dtype))
+
+
+def _device(module: nn.Module) -> torch.device:
+    return next(module.parameters()).device
+
+
+class S2ExpertSlices(nn.Module):
+    """A parametrization of a 3-D expert parameter [E, out, in]: selected experts get trainable
+    columns (`axis` 1) or rows (`axis` 0) added, each an fp32 parameter `s2ft_delta_<e>`.
+
+    Registered with `torch.nn.utils.parametrize`, so the MoE block's own forward (whatever expert
+    kernel it uses) sees W + Δ; removing the parametrization gives back the original parameter."""
+
+    def __init__(self, weight: torch.Tensor, axis: int, selected: dict[int, torch.Tensor]) -> None:
+        super().__init__()
+        self.axis = axis
+        self.experts = sorted(selected)
+        _, out_features, in_features = weight.shape
+        for e in self.experts:
+            idx = selected[e].to(device=weight.device, dtype=torch.long)
+            self.register_buffer(f"idx_{e}", idx)
+            shape = (out_features, len(idx)) if axis == 1 else (len(idx), in_features)
+            setattr(
+                self,
+                f"s2ft_delta_{e}",
+                nn.Parameter(torch.zeros(shape, dtype=torch.float32, device=weight.device)),
+            )
+
+    def idx(self, expert: int) -> torch.Tensor:
+        value = getattr(self, f"idx_{expert}")
+        assert isinstance(value, torch.Tensor)
+        return value
+
+    def delta(self, expert: int) -> nn.Parameter:
+        value = getattr(self, f"s2ft_delta_{expert}")
+        assert isinstance(value, nn.Parameter)
+        return value
+
+    def forward(self, weight: torch.Tensor) -> torch.Tensor:
+        out = weight.clone()
+        for e in self.experts:
+            out[e] = weight[e].index_add(self.axis, self.idx(e), self.delta(e).to(weight.dtype))
+        return out
