@@ -57,6 +57,7 @@ def cli(ctx: click.Context, home: Path | None, db_url: str | None, json_output: 
 def _register() -> None:
     from cli import (
         alias,
+        architectures,
         audit,
         base,
         compat,
@@ -80,6 +81,7 @@ def _register() -> None:
     for command in (
         db.db,
         base.base,
+        architectures.architectures,
         domain.domain,
         dataset.dataset,
         patch.patch,

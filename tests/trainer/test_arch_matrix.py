@@ -192,3 +192,92 @@ def test_method_on_architecture(models: Zoo, model_type: str, method: str, tmp_p
     assert measured.noop is not None and measured.noop["max_abs_change"] > 1e-3
     verdict = decide(measured, GateConfig(), patched="ported", source="source")
     assert verdict.status in ("validated", "degraded")
+
+
+@pytest.fixture(scope="module")
+def importance_files(models: Zoo, tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """ALEWR importance per model type, measured once (two steps of full training on text)."""
+    from tests.trainer.conftest import corpus_rows
+    from trainer.regularizers.alewr.importance import compute_importance
+
+    made: dict[str, Path] = {}
+    root = tmp_path_factory.mktemp("importance")
+
+    def get(model_type: str) -> Path:
+        if model_type not in made:
+            made[model_type] = compute_importance(
+                models.base(model_type),
+                corpus_rows(4, start=200),
+                out_path=root / f"{model_type}.safetensors",
+                steps=2,
+                max_length=32,
+            )
+        return made[model_type]
+
+    return get
+
+
+ALEWR_CASES = [(m, method) for m in zoo.MODEL_TYPES for method in ("full", "s2ft")]
+
+
+@pytest.mark.parametrize(("model_type", "method"), ALEWR_CASES, ids=[f"{a}-{m}" for a, m in ALEWR_CASES])
+def test_alewr_regularises_exactly_what_the_method_trains(
+    models: Zoo, importance_files: Any, model_type: str, method: str
+) -> None:
+    from trainer.regularizers.alewr import AlewrConfig
+    from trainer.regularizers.alewr.penalty import build_penalty
+
+    model = _load(models.base(model_type))
+    trainer_method = get_method(method)
+    config = parse_overrides(method, SETTINGS.get(method, []))
+    prepared = trainer_method.prepare(model, config)
+    alewr = AlewrConfig(importance=str(importance_files(model_type)), lambda_=1.0)
+    penalty = build_penalty(trainer_method, prepared, alewr, torch.device("cpu"))
+    assert penalty is not None
+    assert {id(t.param) for t in penalty.terms} == {id(p) for p in prepared.params.values()}
+    assert all(t.omega.shape == t.param.shape for t in penalty.terms)
+    with torch.no_grad():
+        for p in prepared.params.values():
+            p.add_(0.01)
+    value = penalty(1.0)
+    value.backward()
+    assert float(value) > 0
+    assert all(p.grad is not None and float(p.grad.abs().sum()) > 0 for p in prepared.params.values())
+    trainer_method.cleanup(prepared)
+
+
+FUSED_QKV = ("phi3", "gpt2", "gpt_neox", "falcon")
+
+
+@pytest.mark.parametrize("model_type", FUSED_QKV)
+def test_v_rows_of_a_fused_projection_are_where_the_model_reads_values(model_type: str) -> None:
+    """Changing the rows the description calls v leaves every attention pattern as it was (only
+    values move); changing the other rows of the fused projection changes the patterns."""
+    model = zoo.build(model_type)
+    model.set_attn_implementation("eager")
+    config = model.config.to_dict()
+    arch = find_architecture(config)
+    assert arch is not None
+    dims = dims_of(config, arch)
+    projection = arch.with_part("v")[0]
+    target = all_targets(model)[f"{arch.layers}.0.{projection.path}"]
+    v_rows = sorted({i for h in range(dims.kv_heads) for i in head_rows(projection, "v", dims, h)})
+    other = sorted(set(range(target.shape[0])) - set(v_rows))
+
+    def run() -> tuple[torch.Tensor, torch.Tensor]:
+        with torch.no_grad():
+            out = model(input_ids=IDS, output_attentions=True)
+        return out.attentions[0], out.logits
+
+    attn, logits = run()
+    weight = target.weight
+    saved = weight.detach().clone()
+    noise = torch.randn(weight.shape, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        weight[v_rows] += noise[v_rows]
+    v_attn, v_logits = run()
+    assert torch.equal(v_attn, attn) and not torch.allclose(v_logits, logits)
+    with torch.no_grad():
+        weight.copy_(saved)
+        weight[other] += noise[other]
+    assert not torch.allclose(run()[0], attn)
