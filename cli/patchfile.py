@@ -114,8 +114,9 @@ def export_command(
     """Export a patch as a PEFT adapter (LoRA / IA3) or as a merged standalone model."""
     from core.errors import ConfigError
     from core.patchfile import peft_adapter_type
-    from trainer.patch.apply import check_compatible, merge_into_directory
+    from trainer.patch.apply import check_compatible
     from trainer.patch.io import load_patch
+    from trainer.patch.merge import merge_into_directory
     from trainer.patch.model_shapes import linear_shapes, meta_model
     from trainer.patch.peft_export import export_peft, export_rank
 

@@ -118,3 +118,23 @@ def _parse_entry(file: str, name: str, entry: object) -> tuple[TensorInfo, int, 
             f"{info.numel * DTYPE_BYTES[dtype]}"
         )
     return info, begin, end
+
+
+def header_bytes(tensors: list[TensorInfo], metadata: dict[str, str] | None = None) -> bytes:
+    """The 8-byte length and JSON header of a safetensors file whose data holds `tensors` back to
+    back in this order, padded to 8 bytes: a writer can then stream the data tensor by tensor."""
+    header: dict[str, object] = {}
+    if metadata:
+        header["__metadata__"] = dict(metadata)
+    offset = 0
+    for info in tensors:
+        size = info.numel * DTYPE_BYTES[info.dtype]
+        header[info.name] = {
+            "dtype": info.dtype,
+            "shape": list(info.shape),
+            "data_offsets": [offset, offset + size],
+        }
+        offset += size
+    raw = json.dumps(header, separators=(",", ":")).encode()
+    raw += b" " * (-len(raw) % 8)
+    return struct.pack("<Q", len(raw)) + raw

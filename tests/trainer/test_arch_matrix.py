@@ -22,8 +22,9 @@ from core.plans import PORT_ARMS, EvalSet, MeasurePlan
 from trainer import zoo
 from trainer.hf import load_causal_lm
 from trainer.methods import get_method, parse_overrides
-from trainer.patch.apply import apply_patch, merge_into_directory
+from trainer.patch.apply import apply_patch
 from trainer.patch.io import save_patch
+from trainer.patch.merge import merge_into_directory
 from trainer.patch.targets import all_targets
 from trainer.patch.types import Patch
 

@@ -136,7 +136,7 @@ def test_peft_export_loads_in_peft_with_the_same_logits(name, trained, tmp_path)
 def test_merged_export_loads_in_transformers_with_the_same_logits(name, trained, tiny_model_dir, tmp_path):
     from transformers import AutoModelForCausalLM
 
-    from trainer.patch.apply import merge_into_directory
+    from trainer.patch.merge import merge_into_directory
 
     patch, live, ids = trained[name]
     merged = merge_into_directory(tiny_model_dir, patch, tmp_path / "merged")

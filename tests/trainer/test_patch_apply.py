@@ -7,7 +7,8 @@ import torch
 from torch import nn
 
 from core.errors import AlreadyExists, IncompatibleModel
-from trainer.patch.apply import apply_patch, merge_into_directory
+from trainer.patch.apply import apply_patch
+from trainer.patch.merge import merge_into_directory
 from trainer.patch.types import Columns, Patch, Rows, Scale
 from trainer.tiny import TinyConfig, build_model
 

@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from trainer.patch.apply import apply_patch, merge_into_directory
+from trainer.patch.apply import apply_patch
+from trainer.patch.merge import merge_into_directory
 from trainer.patch.peft_export import export_peft
 from trainer.patch.types import LowRank, Patch, Scale
 

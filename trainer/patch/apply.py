@@ -1,4 +1,5 @@
-"""Apply a patch to a loaded model in place, revert it exactly, and merge it into a saved model.
+"""Apply a patch to a loaded model in place and revert it exactly (merging into a checkpoint is
+`trainer.patch.merge`).
 
 Revert restores saved copies of what was touched instead of subtracting the delta: in bf16,
 (W + D) - D != W, and a registry that hot-swaps patches must get the base back bit for bit.
@@ -6,34 +7,16 @@ Revert restores saved copies of what was touched instead of subtracting the delt
 
 from __future__ import annotations
 
-import shutil
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 from torch import nn
 
-from core.atomic import atomic_output_dir
 from core.errors import IncompatibleModel
 from core.fit import module_misfit
 from trainer.patch.targets import Target, all_targets
-from trainer.patch.tying import Untied, untie, untie_config
+from trainer.patch.tying import Untied, untie
 from trainer.patch.types import Columns, Delta, Dense, LowRank, Patch, Rows, delta_shapes, max_index
-
-TOKENIZER_FILES = frozenset(
-    {
-        "tokenizer.json",
-        "tokenizer_config.json",
-        "special_tokens_map.json",
-        "tokenizer.model",
-        "added_tokens.json",
-        "vocab.json",
-        "vocab.txt",
-        "merges.txt",
-        "chat_template.jinja",
-        "chat_template.json",
-    }
-)
 
 
 def check_compatible(model: nn.Module, patch: Patch) -> dict[str, Target]:
@@ -170,29 +153,3 @@ def apply_patch(model: nn.Module, patch: Patch) -> AppliedPatch:
         AppliedPatch(saved, untied).revert()
         raise
     return AppliedPatch(saved, untied)
-
-
-def write_merged(model_dir: Path | str, patch: Patch, directory: Path) -> None:
-    """Write base + patch as a standalone model into `directory`, which exists (a staging directory
-    that the caller makes appear atomically): safetensors in the saved dtype, tokenizer copied.
-
-    A patch on a tied `lm_head` unties it: the merged config says `tie_word_embeddings: false` and
-    both weights are saved, so loading the merge gives exactly the patched model."""
-    from trainer.hf import load_causal_lm
-
-    model_dir = Path(model_dir)
-    model = load_causal_lm(model_dir, dtype="auto")
-    if apply_patch(model, patch).untied:
-        untie_config(model.config)
-    model.save_pretrained(directory, safe_serialization=True)
-    for file in sorted(model_dir.iterdir()):
-        if file.is_file() and file.name in TOKENIZER_FILES:
-            shutil.copy2(file, directory / file.name)
-
-
-def merge_into_directory(model_dir: Path | str, patch: Patch, out_dir: Path | str) -> Path:
-    """`write_merged` into a new directory `out_dir`: built in a temp directory beside it and renamed
-    into place at the end; an existing non-empty `out_dir` is refused before the model is loaded."""
-    with atomic_output_dir(out_dir) as tmp:
-        write_merged(model_dir, patch, tmp)
-    return Path(out_dir)

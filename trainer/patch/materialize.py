@@ -33,8 +33,8 @@ def writer(fmt: str) -> Writer:
     if check_format(fmt) == "native":
         return _write_native
     try:
-        from trainer.patch.apply import write_merged
         from trainer.patch.io import load_patch
+        from trainer.patch.merge import write_merged
         from trainer.patch.peft_export import write_peft
     except ImportError as exc:
         raise Unsupported(
