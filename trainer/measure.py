@@ -1,30 +1,42 @@
 """One measurement function for every gate: evaluate a patch on the arms a plan asks for.
 
 Used by `evaluate` jobs (base alone vs base + patch) and `port` jobs (the same on the new base, plus
-the source patch on its own base, plus portability statistics). Models are loaded once per base
-directory for the whole plan; the patch is applied in place and reverted exactly between arms.
+the source patch on its own base, plus portability statistics). Models are borrowed from the
+worker's resident bases (`trainer.resident`), loaded at most once per base directory; the patch is
+applied in place and reverted exactly between arms.
 Numbers the registry already holds (`plan.stored`) are reused instead of measured again.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from contextlib import ExitStack
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from core.plans import Measurement, MeasurePlan
 from core.rows import read_rows
 
+if TYPE_CHECKING:
+    from trainer.resident import ResidentModels
+
 Progress = Callable[[int, int, str], None]  # (done, total, message)
 
 
-def measure(plan: MeasurePlan, device: str = "cpu", on_progress: Progress | None = None) -> Measurement:
+def measure(
+    plan: MeasurePlan,
+    device: str = "cpu",
+    on_progress: Progress | None = None,
+    models: ResidentModels | None = None,
+) -> Measurement:
+    """Measure `plan` on models borrowed from `models` (a worker's resident bases; default: loaded
+    for this call only). Every arm with the patch applies and reverts it in place."""
     from trainer.evaluate import evaluate
-    from trainer.hf import load_causal_lm, load_tokenizer, resolve_device
     from trainer.patch.apply import apply_patch
     from trainer.patch.io import load_patch
     from trainer.port.noop import patch_effect
     from trainer.port.stats import portability_stats
+    from trainer.resident import ResidentModels
 
     patch = load_patch(plan.patch_path)
     portability = None
@@ -34,37 +46,37 @@ def measure(plan: MeasurePlan, device: str = "cpu", on_progress: Progress | None
     if not plan.eval_sets:
         return Measurement(rows=[], noop=None, portability=portability)
 
-    target = resolve_device(device)
-    models: dict[Path, tuple[Any, Any]] = {}
+    resident = models if models is not None else ResidentModels(0, device)
+    with ExitStack() as borrowed:
+        held: dict[Path, tuple[Any, Any]] = {}
 
-    def model(directory: Path) -> tuple[Any, Any]:
-        if directory not in models:
-            loaded = load_causal_lm(directory, dtype="auto").to(target)
-            models[directory] = (loaded, load_tokenizer(directory))
-        return models[directory]
+        def model(directory: Path) -> tuple[Any, Any]:
+            if directory not in held:
+                held[directory] = borrowed.enter_context(resident.borrow(directory))
+            return held[directory]
 
-    base, tokenizer = model(plan.base_dir)
-    noop = patch_effect(base, tokenizer, patch).to_dict()
-    rows = []
-    for i, eval_set in enumerate(plan.eval_sets):
-        if on_progress is not None:
-            on_progress(i, len(plan.eval_sets), f"evaluating on {eval_set.name}")
-        data = read_rows(eval_set.path)
-        row: dict[str, Any] = {"dataset": eval_set.name}
-        for name, arm in plan.arms.items():
-            stored = plan.stored.get((eval_set.dataset_id, name))
-            if stored is not None:
-                row[name] = stored
-                continue
-            directory = plan.source_base_dir if arm.on_source_base else plan.base_dir
-            assert directory is not None, f"arm {name} needs the source base"
-            m, tok = model(directory)
-            if arm.with_patch:
-                with apply_patch(m, patch):
+        base, tokenizer = model(plan.base_dir)
+        noop = patch_effect(base, tokenizer, patch).to_dict()
+        rows = []
+        for i, eval_set in enumerate(plan.eval_sets):
+            if on_progress is not None:
+                on_progress(i, len(plan.eval_sets), f"evaluating on {eval_set.name}")
+            data = read_rows(eval_set.path)
+            row: dict[str, Any] = {"dataset": eval_set.name}
+            for name, arm in plan.arms.items():
+                stored = plan.stored.get((eval_set.dataset_id, name))
+                if stored is not None:
+                    row[name] = stored
+                    continue
+                directory = plan.source_base_dir if arm.on_source_base else plan.base_dir
+                assert directory is not None, f"arm {name} needs the source base"
+                m, tok = model(directory)
+                if arm.with_patch:
+                    with apply_patch(m, patch):
+                        row[name] = evaluate(m, tok, data).to_dict()
+                else:
                     row[name] = evaluate(m, tok, data).to_dict()
-            else:
-                row[name] = evaluate(m, tok, data).to_dict()
-        rows.append(row)
+            rows.append(row)
     if on_progress is not None:
         on_progress(len(plan.eval_sets), len(plan.eval_sets), "evaluated")
     return Measurement(rows=rows, noop=noop, portability=portability)

@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -21,6 +21,9 @@ from registry.db import transaction
 from registry.schemas import JobRead
 from registry.services import jobs
 from registry.store import ArtifactStore
+
+if TYPE_CHECKING:
+    from trainer.resident import ResidentModels
 
 
 class JobCancelled(Exception):
@@ -54,6 +57,7 @@ class JobContext:
     device: str
     work_dir: Path
     state: ProgressState = field(default_factory=ProgressState)
+    models: ResidentModels | None = None  # the worker's resident bases (trainer.resident)
     completed: bool = False
     on_progress: Callable[[JobRead, dict[str, Any], str], None] | None = None
 

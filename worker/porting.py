@@ -24,6 +24,7 @@ from registry.store import ArtifactStore
 from trainer.gate import GateConfig
 
 if TYPE_CHECKING:
+    from trainer.resident import ResidentModels
     from worker.context import JobContext
 
 Finish = Callable[[Session, PortReport], None]
@@ -41,6 +42,7 @@ def port_and_check(
     actor: str | None = None,
     device: str = "cpu",
     finish: Finish | None = None,
+    models: ResidentModels | None = None,
 ) -> PortReport:
     from trainer.gate import decide
     from trainer.measure import measure
@@ -54,7 +56,7 @@ def port_and_check(
                 finish(s, report)
             return report
 
-    measured = measure(plan.measure, device)
+    measured = measure(plan.measure, device, models=models)
     decision = decide(measured, gate, patched="ported", source="source") if measured.rows else None
 
     with transaction(factory, actor) as s:
@@ -76,4 +78,5 @@ def port_in_job(ctx: JobContext, patch_id: str, base: str, finish: Finish) -> Po
         actor=ctx.actor,
         device=ctx.device,
         finish=finish,
+        models=ctx.models,
     )

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -28,7 +28,11 @@ from registry.services import jobs
 from registry.store import ArtifactStore
 from worker.context import JobCancelled, JobContext, ProgressState
 
+if TYPE_CHECKING:
+    from trainer.resident import ResidentModels
+
 Handler = Callable[[JobContext], dict[str, Any]]
+MODEL_JOBS = frozenset({"port", "evaluate"})  # the kinds that borrow resident bases
 
 
 def default_worker_name() -> str:
@@ -44,6 +48,7 @@ class WorkerConfig:
     poll_seconds: float = 2.0
     backoff_seconds: float = 30.0
     kinds: tuple[str, ...] | None = None
+    model_cache_bytes: int | None = None  # None: `trainer.resident.default_budget(device)`; 0: keep none
 
     @property
     def heartbeat_seconds(self) -> float:
@@ -70,6 +75,18 @@ class Worker:
         self.handlers: dict[str, Handler] = handlers
         self.on_event = on_event
         self.stop_requested = threading.Event()
+        self._models: ResidentModels | None = None
+
+    @property
+    def models(self) -> ResidentModels:
+        """The bases this worker keeps loaded between jobs (created on first use: torch loads lazily)."""
+        if self._models is None:
+            from trainer.resident import ResidentModels, default_budget
+
+            budget = self.config.model_cache_bytes
+            device = self.config.device
+            self._models = ResidentModels(default_budget(device) if budget is None else budget, device)
+        return self._models
 
     def _transaction(self) -> AbstractContextManager[Session]:
         return transaction(self.factory, f"worker:{self.config.name}")
@@ -94,6 +111,7 @@ class Worker:
             device=self.config.device,
             work_dir=work_dir,
             state=ProgressState(),
+            models=self.models if job.kind in MODEL_JOBS else None,
             on_progress=(lambda j, p, m: self._emit("progress", j, {"progress": p, "message": m})),
         )
         beat_stop = threading.Event()

@@ -41,7 +41,10 @@ def run(ctx: JobContext) -> dict[str, Any]:
         return {"patch_id": plan.patch_id, "status": None, "why": "the domain has no readable eval dataset"}
 
     measured = measure(
-        plan.measure, ctx.device, on_progress=lambda done, total, msg: ctx.progress(done, total, msg)
+        plan.measure,
+        ctx.device,
+        on_progress=lambda done, total, msg: ctx.progress(done, total, msg),
+        models=ctx.models,
     )
     decision = decide(measured, GateConfig(), patched="patch")
     with ctx.transaction() as s:

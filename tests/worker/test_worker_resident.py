@@ -1,0 +1,84 @@
+"""A worker keeps its bases loaded: a release's port jobs load each base once, whatever the
+number of patches, and the resident model is bit-identical to a fresh load after every job."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from registry.db import transaction
+from registry.services import bases, datasets, domains, jobs, patches
+from tests.conftest import Registry
+from trainer.family import Family, domain_rows, write_jsonl
+from trainer.hf import load_causal_lm
+from trainer.patch.io import save_patch
+from trainer.patch.types import LowRank, Patch, Scale
+from worker.runner import Worker, WorkerConfig
+
+Q = "model.layers.{}.self_attn.q_proj"
+
+
+def _patches(tmp_path: Path) -> list[Path]:
+    """Three patches of different methods (port_all ports the best per domain and method)."""
+    g = torch.Generator().manual_seed(0)
+    made = [
+        Patch(
+            "lora",
+            {},
+            {Q.format(0): LowRank(torch.randn(2, 64, generator=g), torch.randn(64, 2, generator=g), 1.0)},
+        ),
+        Patch("propulsion", {}, {Q.format(1): Scale(1 + 0.2 * torch.randn(64, generator=g))}),
+        Patch(
+            "full",
+            {},
+            {Q.format(1): LowRank(torch.randn(2, 64, generator=g), torch.randn(64, 2, generator=g), 0.5)},
+        ),
+    ]
+    return [save_patch(p, tmp_path / f"{p.method}.safetensors") for p in made]
+
+
+def _release(registry: Registry, family: Family, tmp_path: Path, cache_bytes: int | None) -> Worker:
+    _, evals = domain_rows()
+    with transaction(registry.factory) as s:
+        bases.register_base(s, "tiny:v1", str(family.v1))
+        domains.create_domain(s, "docs")
+        datasets.add_dataset(
+            s, registry.store, "docs", "quiz", write_jsonl(evals[:8], tmp_path / "q.jsonl"), "eval"
+        )
+        for path in _patches(tmp_path):
+            patches.register_patch(s, registry.store, "docs", "tiny:v1", path, "imported")
+        bases.register_base(s, "tiny:v2", str(family.v2), parent="tiny:v1")  # queues port_all
+    config = WorkerConfig(
+        work_root=registry.home / "work",
+        lease_seconds=30,
+        poll_seconds=0.05,
+        backoff_seconds=0,
+        model_cache_bytes=cache_bytes,
+    )
+    worker = Worker(registry.factory, registry.store, config)
+    worker.run(until_idle=True)
+    with transaction(registry.factory) as s:
+        ports = jobs.list_jobs(s, kind="port")
+        assert len(ports) == 3 and all(j.status == "succeeded" for j in ports), [j.error for j in ports]
+    return worker
+
+
+def test_a_release_loads_each_base_once_and_leaves_it_clean(
+    registry: Registry, family: Family, tmp_path: Path
+) -> None:
+    worker = _release(registry, family, tmp_path, cache_bytes=None)
+    assert worker.models.loads == 2  # v2 once, v1 once (for the source evaluations): not 2 per job
+    for directory in (family.v1, family.v2):
+        with worker.models.borrow(directory) as (model, _):
+            fresh = load_causal_lm(directory)
+            resident = model.state_dict()
+            assert all(torch.equal(v, resident[k]) for k, v in fresh.state_dict().items())
+    assert worker.models.loads == 2
+
+
+def test_without_a_cache_every_job_loads_its_bases(
+    registry: Registry, family: Family, tmp_path: Path
+) -> None:
+    worker = _release(registry, family, tmp_path, cache_bytes=0)
+    assert worker.models.loads == 6  # 3 port jobs x (v2, v1)
