@@ -17,6 +17,7 @@ from torch import nn
 
 from core.errors import ConfigError
 from trainer.patch.apply import apply_patch
+from trainer.patch.targets import all_targets
 from trainer.patch.types import Columns, Delta, Dense, LowRank, Patch, Rows
 
 DEFAULT_TOL = 1e-4
@@ -104,8 +105,8 @@ def patch_effect(
     probes = list(DEFAULT_PROBES if probes is None else probes)
     if not probes or not all(isinstance(p, str) and p for p in probes):
         raise ConfigError("probes must be a non-empty list of non-empty strings")
-    named = dict(model.named_modules())
-    missing = tuple(m for m in patch.modules if not isinstance(named.get(m), nn.Linear))
+    targets = all_targets(model)
+    missing = tuple(m for m in patch.modules if m not in targets)
     present = {m: d for m, d in patch.deltas.items() if m not in missing}
     zero = tuple(m for m in sorted(present) if is_zero_delta(present[m]))
     live = Patch(patch.method, patch.method_config, {m: d for m, d in present.items() if m not in zero})
