@@ -116,7 +116,7 @@ def show(app: AppContext, ref: str, tensors: bool) -> None:
 def _architecture_line(arch: ArchitectureRead) -> str:
     if arch.name is None:
         return f"unknown: {arch.note}"
-    line = f"{arch.name} (decoder layers {arch.layers}.N)"
+    line = f"{arch.name}, decoder layers {arch.layers}.N"
     return f"{line}; {arch.note}" if arch.note else line
 
 

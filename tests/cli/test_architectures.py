@@ -37,7 +37,7 @@ def _field(out: str, key: str) -> str:
 
 def test_base_show_prints_the_architecture_and_default_targets(zoo: Patchreg) -> None:
     out = zoo("base", "show", "phi3:v1").stdout
-    assert _field(out, "architecture") == "Phi-3 (decoder layers model.layers.N)"
+    assert _field(out, "architecture") == "Phi-3, decoder layers model.layers.N"
     assert _field(out, "sizes") == "2 layers, hidden 64, 4 heads (2 KV), head size 16"
     targets = "self_attn.qkv_proj, self_attn.o_proj, mlp.gate_up_proj, mlp.down_proj"
     assert _field(out, "  lora") == f"q,k,v,o,gate,up,down: {targets}"
