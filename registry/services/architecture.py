@@ -25,7 +25,7 @@ from core.arch import (
 )
 from core.arch import targets as arch_targets
 from core.arch.spec import PARTS
-from core.vocab import TRAIN_METHODS
+from core.arch.table import METHODS
 from registry.models import BaseVersion
 from registry.schemas import ArchitectureRead, MethodTargetsRead
 
@@ -119,7 +119,7 @@ def describe(version: BaseVersion) -> ArchitectureRead:
         model_type=version.model_type,
         name=arch.name,
         layers=arch.layers,
-        methods=[method_targets(arch, m) for m in TRAIN_METHODS],
+        methods=[method_targets(arch, m) for m in METHODS],
         dims=_dims(version.config, arch) if version.config is not None else None,
         note=None if version.config is not None else UNRECORDED,
     )
