@@ -7,7 +7,7 @@ import click
 from cli.context import AppContext, json_flag, pass_app
 from cli.output import emit, print_fields, print_table
 from cli.progress import byte_progress
-from registry.schemas import BaseVersionRead
+from registry.schemas import ArchitectureRead, BaseVersionRead, MethodTargetsRead
 from registry.services import bases
 
 LIST_COLUMNS = [
@@ -86,9 +86,11 @@ def show(app: AppContext, ref: str, tensors: bool) -> None:
                 ("source", row.source_uri),
                 ("revision", row.revision),
                 ("model type", row.model_type),
+                ("architecture", _architecture_line(row.architecture)),
+                ("sizes", _dims_line(row.architecture.dims)),
                 ("parameters", row.num_parameters),
                 ("tensors", row.num_tensors),
-                ("architecture", row.arch_fingerprint),
+                ("arch fingerprint", row.arch_fingerprint),
                 ("tokenizer", row.tokenizer_fingerprint),
                 ("config", row.config_digest),
                 ("weights", row.weights_digest),
@@ -96,6 +98,10 @@ def show(app: AppContext, ref: str, tensors: bool) -> None:
                 ("registered", row.created_at),
             ]
         )
+        if row.architecture.methods:
+            click.echo()
+            click.echo(click.style("default targets (when no --set target_modules is given)", bold=True))
+            print_fields([(f"  {m.method}", _targets_line(m)) for m in row.architecture.methods])
         if tensors:
             click.echo()
             table = [
@@ -105,3 +111,28 @@ def show(app: AppContext, ref: str, tensors: bool) -> None:
             print_table(table, [("TENSOR", "name"), ("SHAPE", "shape"), ("DTYPE", "dtype")])
 
     emit(app.json_output, row, human)
+
+
+def _architecture_line(arch: ArchitectureRead) -> str:
+    if arch.name is None:
+        return f"unknown: {arch.note}"
+    line = f"{arch.name}, decoder layers {arch.layers}.N"
+    return f"{line}; {arch.note}" if arch.note else line
+
+
+def _dims_line(dims: dict[str, int] | None) -> str | None:
+    if not dims:
+        return None
+    kv = f" ({dims['kv_heads']} KV)" if dims["kv_heads"] != dims["heads"] else ""
+    return (
+        f"{dims['layers']} layers, hidden {dims['hidden']}, {dims['heads']} heads{kv}, "
+        f"head size {dims['head_dim']}"
+    )
+
+
+def _targets_line(m: MethodTargetsRead) -> str:
+    line = f"{','.join(m.parts)}: {', '.join(m.targets) or '(none)'}"
+    if m.optional_parts:
+        ratios = "/".join(f"{part[0]}_ratio" for part in m.optional_parts)
+        line += f"; {ratios} add {','.join(m.optional_parts)}"
+    return line

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from core.arch.naming import EMBEDDING_LEAVES, HEAD
 from core.errors import ConfigError, MalformedFile
 from core.safetensors_header import TensorInfo, read_safetensors_header
 
@@ -36,7 +37,9 @@ TENSOR_NAMES: dict[str, tuple[str, ...]] = {
 KINDS = tuple(TENSOR_NAMES)
 FLOAT_DTYPES = frozenset({"F32", "BF16", "F16"})
 LORA_KINDS = frozenset({"lowrank", "columns", "rows"})
-EMBEDDING_MODULES = ("embed_tokens", "lm_head")
+# Weights indexed by token id (every family's input embedding, and the head): a patch on one of them
+# means something only under the tokenizer it was trained with.
+EMBEDDING_MODULES = (*EMBEDDING_LEAVES, HEAD)
 DENSE_MESSAGE = "dense patches (full fine-tuning) have no PEFT form; export --format merged instead"
 
 

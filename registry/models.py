@@ -76,6 +76,9 @@ class BaseVersion(Base):
     weights_digest: Mapped[str] = mapped_column(String(64))
     num_parameters: Mapped[int] = mapped_column(BigInteger)
     tensor_table: Mapped[list[Any]] = mapped_column()
+    # config.json without volatile keys: which architecture this is (`core.arch`) and its sizes.
+    # Null for versions registered before revision 0003; their architecture comes from model_type.
+    config: Mapped[dict[str, Any] | None] = mapped_column()
     status: Mapped[str] = mapped_column(String(16), default="ready")
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 

@@ -37,8 +37,30 @@ class BaseVersionRead(Schema):
     port_all_job: str | None = None  # set when registering a version with a parent queued its porting
 
 
+class MethodTargetsRead(Schema):
+    """What a method trains on an architecture when the user names no targets."""
+
+    method: str
+    parts: list[str]  # the parts (q, k, v, o, gate, up, down) its targets compute
+    targets: list[str]  # layer-relative projection paths (`self_attn.qkv_proj`)
+    optional_parts: list[str] = []  # s2ft: parts its v_ratio/u_ratio add on this architecture
+
+
+class ArchitectureRead(Schema):
+    """The catalog entry (`core.arch`) a base version is, or why it has none."""
+
+    model_type: str
+    name: str | None  # catalog name ("Phi-3"); None when model_type is not in the catalog
+    layers: str | None  # runtime prefix of the decoder layers (`model.layers`)
+    methods: list[MethodTargetsRead]
+    dims: dict[str, int] | None  # layers, hidden, heads, kv_heads, head_dim (from the recorded config)
+    note: str | None  # the unknown-architecture message, or that no config was recorded
+
+
 class BaseVersionDetail(BaseVersionRead):
     tensor_table: list[Any]
+    config: dict[str, Any] | None  # config.json without volatile keys; None before revision 0003
+    architecture: ArchitectureRead
 
 
 class DomainRead(Schema):

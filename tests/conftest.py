@@ -137,3 +137,19 @@ def make_tiny_model(tmp_path_factory: pytest.TempPathFactory):
         return cache[key]
 
     return build
+
+
+@pytest.fixture(scope="session")
+def make_zoo_model(tmp_path_factory: pytest.TempPathFactory):
+    """Build (once per session) a tiny model of a catalog architecture (`trainer.zoo`) for a seed."""
+    from trainer import zoo
+
+    cache: dict[tuple[str, int], Path] = {}
+
+    def build(model_type: str, seed: int = 0) -> Path:
+        key = (model_type, seed)
+        if key not in cache:
+            cache[key] = zoo.save(model_type, tmp_path_factory.mktemp(f"zoo-{model_type}-{seed}"), seed=seed)
+        return cache[key]
+
+    return build

@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from registry.db import transaction
 from registry.services import bases, domains
 from trainer.patch.io import save_patch
-from trainer.patch.types import Columns, LowRank, Scale
+from trainer.patch.types import Columns, Delta, Dense, LowRank, Rows, Scale
 from trainer.patch.types import Patch as PatchFile
 
 
@@ -43,3 +43,29 @@ def register_family(
         bases.register_base(s, "tiny:v3", str(make_tiny_model(seed=0, hidden_size=96)), parent="tiny:v2")
         for name in domain_names:
             domains.create_domain(s, name)
+
+
+def random_delta(kind: str, shape: tuple[int, int], g: torch.Generator) -> Delta:
+    """A small random delta of `kind` for a weight of [out, in] `shape`."""
+    out_f, in_f = shape
+    if kind == "lowrank":
+        return LowRank(torch.randn(2, in_f, generator=g), torch.randn(out_f, 2, generator=g), 0.5)
+    if kind == "columns":
+        return Columns(torch.tensor([0, in_f - 1]), torch.randn(out_f, 2, generator=g))
+    if kind == "rows":
+        return Rows(torch.tensor([0, out_f - 1]), torch.randn(2, in_f, generator=g))
+    if kind == "scale":
+        return Scale(torch.rand(out_f, generator=g) + 0.5)
+    return Dense(torch.randn(out_f, in_f, generator=g) * 0.01)
+
+
+def write_zoo_patch(path: Path, model_type: str, kinds: dict[str, str], method: str = "lora") -> Path:
+    """A patch on runtime targets of a tiny `trainer.zoo` model ({target: delta kind}), shaped from
+    the live model's [out, in] weights, so a registry that reads the checkpoint wrongly refuses it."""
+    from trainer import zoo
+    from trainer.patch.targets import all_targets
+
+    targets = all_targets(zoo.build(model_type))
+    g = torch.Generator().manual_seed(0)
+    deltas = {name: random_delta(kind, targets[name].shape, g) for name, kind in kinds.items()}
+    return save_patch(PatchFile(method, {}, deltas), path)

@@ -5,7 +5,8 @@
   compatibility checks compare modules against it.
 - tokenizer: what decides token ids (vocabulary, merges, normalisation, pre-tokenisation, added
   and special tokens), not incidental settings such as padding side or max length.
-- config: canonical JSON of config.json, without keys that record who saved it.
+- config: canonical JSON of config.json, without keys that record who saved it. The dict itself
+  is kept too: it says which architecture the base is (`core.arch`) and its sizes.
 - weights: sha256 over the weight files, streamed.
 """
 
@@ -39,6 +40,7 @@ class ModelFingerprint:
     weights_digest: str
     num_parameters: int
     tensors: dict[str, TensorInfo] = field(repr=False)
+    config: dict[str, Any] = field(default_factory=dict, repr=False)  # config.json, stable keys only
 
     def tensor_table(self) -> list[list[Any]]:
         return tensor_table(self.tensors)
@@ -47,15 +49,6 @@ class ModelFingerprint:
 def tensor_table(tensors: dict[str, TensorInfo]) -> list[list[Any]]:
     """JSON-ready rows [name, shape, dtype], sorted by name: what the architecture hash covers."""
     return [[t.name, list(t.shape), t.dtype] for t in sorted(tensors.values(), key=lambda t: t.name)]
-
-
-def linear_shapes(table: list[list[Any]]) -> dict[str, tuple[int, int]]:
-    """{module: (out, in)} for every 2-D `<module>.weight` in a tensor table: no weights needed."""
-    return {
-        name.removesuffix(".weight"): (int(shape[0]), int(shape[1]))
-        for name, shape, _ in table
-        if name.endswith(".weight") and len(shape) == 2
-    }
 
 
 def _canonical(obj: Any) -> bytes:
@@ -160,4 +153,5 @@ def fingerprint_model_dir(
         weights_digest=weights_hash.hexdigest(),
         num_parameters=sum(t.numel for t in tensors.values()),
         tensors=tensors,
+        config=stable_config,
     )

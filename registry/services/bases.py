@@ -12,7 +12,7 @@ from core.errors import AlreadyExists, InvalidInput
 from registry.fingerprint import fingerprint_model_dir
 from registry.models import BaseFamily, BaseVersion
 from registry.schemas import BaseVersionDetail, BaseVersionRead
-from registry.services import audit, jobs
+from registry.services import architecture, audit, jobs
 from registry.services.lookup import base_ref, get_base_version, get_family, parse_base_ref
 from registry.sources import resolve_source
 
@@ -85,6 +85,7 @@ def register_base(
         weights_digest=fp.weights_digest,
         num_parameters=fp.num_parameters,
         tensor_table=fp.tensor_table(),
+        config=fp.config,
         status="ready",
     )
     session.add(row)
@@ -118,7 +119,12 @@ def list_bases(session: Session, family: str | None = None) -> list[BaseVersionR
 
 def show_base(session: Session, ref: str) -> BaseVersionDetail:
     v = get_base_version(session, ref)
-    return BaseVersionDetail(**to_read(v).model_dump(), tensor_table=v.tensor_table)
+    return BaseVersionDetail(
+        **to_read(v).model_dump(),
+        tensor_table=v.tensor_table,
+        config=v.config,
+        architecture=architecture.describe(v),
+    )
 
 
 def model_dir(session: Session, ref: str) -> Path:

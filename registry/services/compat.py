@@ -1,8 +1,8 @@
 """Compatibility verdicts: does a patch fit a base version, and if not, exactly why.
 
-Decided from fingerprints alone (tensor tables, model type, tokenizer), never from weights, so
-the API can answer it without torch. Portability statistics, which need weights, are attached
-by the trainer side through `record_portability`.
+Decided from fingerprints alone (tensor tables read through each base's architecture, model type,
+tokenizer), never from weights, so the API can answer it without torch. Portability statistics,
+which need weights, are attached by the trainer side through `record_portability`.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from registry.db import utcnow
 from registry.models import BaseVersion, CompatVerdict, Patch
 from registry.schemas import Reason, VerdictRead
 from registry.services import audit
+from registry.services.architecture import runtime_shapes
 from registry.services.lookup import base_ref, get_base_version, get_patch
 from registry.store import ArtifactStore
 
@@ -37,17 +38,15 @@ def find_reasons(header: PatchHeader, source: BaseVersion, target: BaseVersion) 
                 found=target.model_type,
             )
         )
-    source_shapes = {n: tuple(s) for n, s, _ in source.tensor_table}
-    target_shapes = {n: tuple(s) for n, s, _ in target.tensor_table}
+    source_shapes, target_shapes = runtime_shapes(source), runtime_shapes(target)
     for module, spec in sorted(header.modules.items()):
-        key = f"{module}.weight"
         misfit = module_misfit(
             module,
             spec.kind,
             spec.shapes(),
-            target_shapes.get(key),
+            target_shapes.get(module),
             target=base_ref(target),
-            expected_weight=source_shapes.get(key),
+            expected_weight=source_shapes.get(module),
         )
         if misfit is not None:
             reasons.append(

@@ -1,7 +1,9 @@
 """`plan_fetch`: the patch `fetch` serves for (domain, base) and what an export needs about that base.
 
-The choice is `resolve.resolve_patch`'s rule; the base's name for PEFT, its revision and its linear
-module shapes come from the registered base version, so no base download is needed to plan.
+The choice is `resolve.resolve_patch`'s rule; the base's name for PEFT, its revision and the
+[out, in] shapes of its runtime weights (Conv1D transposed back, expert slices, a tied head; what
+one-hot PEFT exports size their selectors by) come from the registered base version, so no base
+download is needed to plan.
 """
 
 from __future__ import annotations
@@ -9,8 +11,8 @@ from __future__ import annotations
 from sqlalchemy.orm import Session
 
 from core.fetch import FetchPlan
-from registry.fingerprint.model_dir import linear_shapes
 from registry.services import resolve
+from registry.services.architecture import runtime_shapes
 from registry.services.lookup import get_base_version
 from registry.sources import peft_base_name
 
@@ -31,5 +33,5 @@ def plan_fetch(session: Session, domain: str, base: str, method: str | None = No
         status=patch.status,
         digest=patch.digest,
         why=chosen.why,
-        module_shapes=linear_shapes(version.tensor_table),
+        module_shapes=runtime_shapes(version),
     )

@@ -16,6 +16,7 @@ from core.vocab import PATCH_ORIGINS, PATCH_STATUSES
 from registry.models import BaseVersion, Dataset, Domain, Patch
 from registry.schemas import PatchRead
 from registry.services import artifacts, audit
+from registry.services.architecture import runtime_shapes
 from registry.services.lookup import base_ref, get_base_version, get_domain, get_patch
 from registry.store import ArtifactStore
 
@@ -45,10 +46,11 @@ def to_read(p: Patch) -> PatchRead:
 
 
 def misfits(header: PatchHeader, base: BaseVersion) -> list[str]:
-    """Why a patch's tensors cannot belong to `base` (empty when they can)."""
-    shapes = {name: tuple(shape) for name, shape, _ in base.tensor_table}
+    """Why a patch's tensors cannot belong to `base` (empty when they can). Patches name runtime
+    weights, [out, in]; the base's are read through its architecture (`runtime_shapes`)."""
+    shapes = runtime_shapes(base)
     found = (
-        module_misfit(name, m.kind, m.shapes(), shapes.get(f"{name}.weight"), target=base_ref(base))
+        module_misfit(name, m.kind, m.shapes(), shapes.get(name), target=base_ref(base))
         for name, m in sorted(header.modules.items())
     )
     return [misfit.message for misfit in found if misfit is not None]

@@ -1,8 +1,9 @@
 """Training requests and ALEWR importance maps, registry side.
 
 `enqueue_train` checks everything a training job needs before it is queued (the domain, the base,
-a readable train dataset, the method's name, the shape of its settings), so bad input fails at
-once with one line instead of as a job that fails later. The trainer validates the settings' values
+a readable train dataset, the method's name, the shape of its settings, and its targets and S²FT
+ratios against the base's architecture: `train_checks`), so bad input fails at once with one line
+instead of as a job that fails later. The trainer validates the settings' values
 when the job runs. Importance maps are measured once per (base version, general dataset) and reused.
 """
 
@@ -20,7 +21,7 @@ from core.method_config import regularizer_name
 from core.vocab import REGULARIZABLE, REGULARIZERS, TRAIN_METHODS
 from registry.models import Dataset, ImportanceMap
 from registry.schemas import JobRead
-from registry.services import artifacts, audit, jobs
+from registry.services import artifacts, audit, jobs, train_checks
 from registry.services.datasets import is_available
 from registry.services.lookup import base_ref, get_base_version, get_dataset, get_domain, get_patch
 from registry.store import ArtifactStore
@@ -130,7 +131,9 @@ def enqueue_train(
         raise InvalidInput(f"a training job makes trained or retrained patches, not {origin}")
     if overrides and method_config is not None:
         raise InvalidInput("give either --set overrides or a full method_config, not both")
+    overrides = _check_overrides(list(overrides))
     version = get_base_version(session, base)
+    train_checks.check_against_base(version, method, train_checks.requested(method, overrides, method_config))
     get_domain(session, domain)
     train_ds = pick_dataset(session, domain, "train", dataset)
     general = pick_dataset(session, domain, "general", general_dataset) if regularize == "alewr" else None
@@ -140,7 +143,7 @@ def enqueue_train(
         "domain": domain,
         "base": base_ref(version),
         "method": method,
-        "overrides": _check_overrides(list(overrides)),
+        "overrides": overrides,
         "method_config": method_config,
         "regularize": regularize,
         "dataset_id": train_ds.id,

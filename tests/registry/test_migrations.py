@@ -57,3 +57,38 @@ def test_migrations_form_one_linear_chain() -> None:
     script = ScriptDirectory(str(migrate.MIGRATIONS_DIR))
     assert len(script.get_heads()) == 1
     assert all(len(rev._all_down_revisions) <= 1 for rev in script.walk_revisions())
+
+
+def test_0003_keeps_base_versions_registered_before_it(empty_url: str) -> None:
+    """A row from before configs were recorded survives the upgrade with a null config, and its
+    architecture still comes from its model_type."""
+    from sqlalchemy import text
+
+    from registry.db import session_factory, transaction
+    from registry.services import bases
+
+    engine = make_engine(empty_url)
+    migrate.upgrade(engine, "0002")
+    with engine.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO base_families (name, architecture, created_at)"
+                " VALUES ('old', 'PhiForCausalLM', :t)"
+            ),
+            {"t": "2026-01-01 00:00:00+00:00"},
+        )
+        conn.execute(
+            text(
+                "INSERT INTO base_versions (family_id, version, source_uri, model_type, arch_fingerprint,"
+                " config_digest, weights_digest, num_parameters, tensor_table, status, created_at)"
+                " VALUES (1, 'v1', '/gone', 'phi', 'a', 'c', 'w', 0, '[]', 'ready', :t)"
+            ),
+            {"t": "2026-01-01 00:00:00+00:00"},
+        )
+    migrate.upgrade(engine)
+    with transaction(session_factory(engine)) as s:
+        shown = bases.show_base(s, "old:v1")
+    assert shown.config is None and shown.architecture.name == "Phi-2"
+    migrate.downgrade(engine, "0002")
+    migrate.upgrade(engine)
+    engine.dispose()

@@ -200,3 +200,30 @@ def test_missing_module_and_shape_mismatch_name_the_module(make_tiny_model, rand
     patch = random_patch(tiny_model, {Q0: "lowrank", UP1: "lowrank"})
     with pytest.raises(IncompatibleModel, match=rf"{UP1}.*\[128, 64\].*\[96, 64\]"):
         portability_stats(patch, base_a, wider)
+
+
+ARCH_CASES = {
+    "gpt2": ["transformer.h.0.attn.c_attn", "transformer.h.1.mlp.c_proj"],  # Conv1D, saved [in, out]
+    "mixtral": ["model.layers.0.mlp.experts.gate_up_proj.2"],  # w1 and w3 of expert 2, stacked
+    "qwen2": ["lm_head"],  # tied: the checkpoint has only the embedding
+    "gemma3": ["model.language_model.layers.1.self_attn.o_proj"],  # saved as language_model.model.*
+}
+
+
+@pytest.mark.parametrize("model_type", list(ARCH_CASES))
+def test_runtime_weights_are_read_through_the_architecture(make_zoo_model, model_type):
+    """A dense patch equal to the live models' [out, in] evolution has cosine 1: the checkpoint's
+    tensors were found, transposed, stacked or shared exactly as the model holds them."""
+    from trainer import zoo
+    from trainer.patch.targets import all_targets
+
+    live_a, live_b = (all_targets(zoo.build(model_type, seed)) for seed in (0, 1))
+    deltas = {m: Dense(live_b[m].weight.detach() - live_a[m].weight.detach()) for m in ARCH_CASES[model_type]}
+
+    stats = portability_stats(_patch(deltas), make_zoo_model(model_type, 0), make_zoo_model(model_type, 1))
+
+    for module in stats.modules:
+        assert module.shape == live_a[module.module].shape
+        assert module.alignment == pytest.approx(1.0, abs=1e-5)
+        assert module.overlap == pytest.approx(1.0, abs=1e-4)
+        assert module.evolution > 0.1

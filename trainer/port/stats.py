@@ -3,8 +3,11 @@ that movement lines up with the patch (DESIGN.md, "Porting", step 2; methods.md 
 
 Weights are streamed from the safetensors checkpoints one module at a time (`safe_open`, sharded
 checkpoints through `model.safetensors.index.json`), so a 70B pair costs two weight matrices of
-memory, not two models. Inner products with the patch delta use its factored form where it has one,
-so ΔW itself is never built at full size for lowrank, columns and rows.
+memory, not two models. Patches name runtime weights; each checkpoint's architecture
+(`core.arch.weight_sources`) says which saved tensors make one: a GPT-2 Conv1D read transposed, a
+Mixtral expert's w1 and w3 stacked, Gemma 3's renamed text weights, a tied head's embedding.
+Inner products with the patch delta use its factored form where it has one, so ΔW itself is never
+built at full size for lowrank, columns and rows.
 """
 
 from __future__ import annotations
@@ -19,8 +22,10 @@ from typing import Any
 
 import torch
 
+from core.arch import WeightSource, find_architecture, weight_sources
 from core.errors import ConfigError, IncompatibleModel
 from core.fit import module_misfit
+from core.safetensors_header import read_safetensors_header
 from trainer.patch.types import Columns, Delta, Dense, LowRank, Patch, Rows, delta_shapes, max_index
 
 DEFAULT_TAU = 0.1
@@ -71,7 +76,9 @@ class PortabilityStats:
 
 
 class _Checkpoint:
-    """Lazy tensor access to a safetensors checkpoint directory (single file or sharded)."""
+    """Lazy tensor access to a safetensors checkpoint directory (single file or sharded), by the
+    runtime names patches use: `core.arch.weight_sources` maps each to the saved tensors it is made
+    of, from config.json and the safetensors headers alone (no tensor is read to find one)."""
 
     def __init__(self, directory: Path, label: str, stack: ExitStack) -> None:
         self.directory, self.label, self._stack = directory, label, stack
@@ -84,11 +91,17 @@ class _Checkpoint:
                     f"{directory / INDEX_FILE}: not a valid safetensors index ({exc})"
                 ) from None
         elif (directory / SINGLE_FILE).is_file():
-            self._files = {key: SINGLE_FILE for key in self._open(SINGLE_FILE).keys()}  # noqa: SIM118
+            self._files = {key: SINGLE_FILE for key in read_safetensors_header(directory / SINGLE_FILE)[0]}
         else:
             raise ConfigError(
                 f"{directory}: no {SINGLE_FILE} or {INDEX_FILE} (only safetensors checkpoints are read)"
             )
+        table = [
+            [info.name, list(info.shape), info.dtype]
+            for filename in sorted(set(self._files.values()))
+            for info in read_safetensors_header(directory / filename)[0].values()
+        ]
+        self.sources = weight_sources(find_architecture(_config(directory)), table)
 
     def _open(self, filename: str) -> Any:
         from safetensors import safe_open
@@ -98,19 +111,34 @@ class _Checkpoint:
             self._handles[filename] = self._stack.enter_context(handle)
         return self._handles[filename]
 
-    def key_for(self, module: str) -> str:
-        key = f"{module}.weight"
-        if key not in self._files:
+    def source(self, module: str) -> WeightSource:
+        found = self.sources.get(module)
+        if found is None:
             raise IncompatibleModel(
-                f"module '{module}': no weight '{key}' in base {self.label} ({self.directory})"
+                f"module '{module}': no weight '{module}' (Linear, Conv1D or expert) in base {self.label} "
+                f"({self.directory})"
             )
-        return key
+        return found
 
-    def shape(self, key: str) -> tuple[int, ...]:
-        return tuple(self._open(self._files[key]).get_slice(key).get_shape())
+    def load(self, source: WeightSource) -> torch.Tensor:
+        """The [out, in] weight in fp32: Conv1D pieces transposed back, expert pieces stacked along
+        rows, a tied head read from the embedding it shares."""
+        pieces = [self._open(self._files[key]).get_tensor(key).to(torch.float32) for key in source.pieces]
+        if source.transposed:
+            pieces = [piece.T for piece in pieces]
+        return pieces[0] if len(pieces) == 1 else torch.cat(pieces, dim=0)
 
-    def load(self, key: str) -> torch.Tensor:
-        return self._open(self._files[key]).get_tensor(key).to(torch.float32)
+
+def _config(directory: Path) -> dict[str, Any]:
+    """config.json as a dict ({} when absent: the checkpoint's names are then taken as they are)."""
+    path = directory / "config.json"
+    if not path.is_file():
+        return {}
+    try:
+        config = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise ConfigError(f"{path}: not valid JSON ({exc})") from None
+    return config if isinstance(config, dict) else {}
 
 
 @contextmanager
@@ -119,7 +147,7 @@ def _checkpoints(dir_a: Path, dir_b: Path) -> Iterator[tuple[_Checkpoint, _Check
         yield _Checkpoint(dir_a, "A", stack), _Checkpoint(dir_b, "B", stack)
 
 
-def _check_shapes(module: str, delta: Delta, shape_a: tuple[int, ...], shape_b: tuple[int, ...]) -> None:
+def _check_shapes(module: str, delta: Delta, shape_a: tuple[int, int], shape_b: tuple[int, int]) -> None:
     """The delta fits its own base A, and B has the very same weight shape (`core.fit`'s rule)."""
     shapes, top = delta_shapes(delta), max_index(delta)
     misfit = module_misfit(module, delta.kind, shapes, shape_a, target="base A", max_index=top) or (
@@ -193,18 +221,18 @@ def portability_stats(
     if not patch.deltas:
         raise ConfigError("patch has no modules")
     with _checkpoints(Path(base_a_dir), Path(base_b_dir)) as (ckpt_a, ckpt_b):
-        keys: dict[str, tuple[str, str]] = {}
+        sources: dict[str, tuple[WeightSource, WeightSource]] = {}
         for module, delta in sorted(patch.deltas.items()):
-            key_a, key_b = ckpt_a.key_for(module), ckpt_b.key_for(module)
-            _check_shapes(module, delta, ckpt_a.shape(key_a), ckpt_b.shape(key_b))
-            keys[module] = (key_a, key_b)
+            source_a, source_b = ckpt_a.source(module), ckpt_b.source(module)
+            _check_shapes(module, delta, source_a.shape, source_b.shape)
+            sources[module] = (source_a, source_b)
         results: list[ModuleStats] = []
         with torch.no_grad():
-            for module, (key_a, key_b) in keys.items():
-                w_a = ckpt_a.load(key_a)
+            for module, (source_a, source_b) in sources.items():
+                w_a = ckpt_a.load(source_a)
                 # W_B is used only to form W_B − W_A; never modify a loaded tensor in place, since
                 # safetensors may hand out a view of its memory map.
-                evo = ckpt_b.load(key_b) - w_a
+                evo = ckpt_b.load(source_b) - w_a
                 results.append(_module_stats(module, patch.deltas[module], w_a, evo, tau))
                 del w_a, evo
     sizes = [m.shape[0] * m.shape[1] for m in results]
