@@ -25,6 +25,9 @@ STORAGE = (LINEAR, CONV1D, EXPERTS)
 CONCAT, GROUPED = "concat", "grouped"
 PARTS = ("q", "k", "v", "o", "gate", "up", "down")
 ATTENTION_PARTS = frozenset({"q", "k", "v", "o"})
+# S²FT's unit kinds (its `<kind>_ratio` settings): the part each trains, and whether a unit is a
+# slice of that part's input columns or output rows.
+S2FT_UNITS = {"o": ("o", "columns"), "v": ("v", "rows"), "d": ("down", "columns"), "u": ("up", "rows")}
 
 
 @dataclass(frozen=True)

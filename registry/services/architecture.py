@@ -24,7 +24,7 @@ from core.arch import (
     weight_sources,
 )
 from core.arch import targets as arch_targets
-from core.arch.spec import PARTS
+from core.arch.spec import PARTS, S2FT_UNITS
 from core.arch.table import METHODS
 from registry.models import BaseVersion
 from registry.schemas import ArchitectureRead, MethodTargetsRead
@@ -32,7 +32,7 @@ from registry.schemas import ArchitectureRead, MethodTargetsRead
 # S²FT trains whole units of the output side of each coupled block by default (o heads, down
 # channels); each explicit ratio names the part whose rows or columns it trains.
 S2FT_DEFAULT_PARTS = ("o", "down")
-S2FT_RATIO_PARTS = {"o_ratio": "o", "d_ratio": "down", "v_ratio": "v", "u_ratio": "up"}
+S2FT_RATIO_PARTS = {f"{kind}_ratio": part for kind, (part, _) in S2FT_UNITS.items()}
 UNRECORDED = "no config recorded (registered before patchreg kept configs): architecture from model_type"
 
 

@@ -18,12 +18,11 @@ import torch
 from torch import nn
 
 from core.arch import Architecture, Dims, Projection, dims_of, require_architecture
-from core.arch.spec import channel_offset, head_rows
+from core.arch.spec import S2FT_UNITS, channel_offset, head_rows
 from core.errors import ConfigError
 from trainer.patch.targets import Target, all_targets
 
-# kind -> (part of the architecture, "columns" or "rows")
-KINDS = {"o": ("o", "columns"), "v": ("v", "rows"), "d": ("down", "columns"), "u": ("up", "rows")}
+KINDS = S2FT_UNITS  # kind -> (part of the architecture, "columns" or "rows")
 
 
 @dataclass(frozen=True)
