@@ -353,6 +353,31 @@ def test_propulsion_trains_expert_scales(propulsion_mixtral):
     assert trainable == set(prepared.params)
 
 
+def test_propulsion_scales_each_expert_parameter_once_per_forward(propulsion_mixtral):
+    """Eager experts index their parameter once per routed expert; the scaled parameter is still
+    computed once per forward, and both implementations agree."""
+    from trainer.methods.propulsion import PropulsionExperts
+
+    prepared = propulsion_mixtral[2]
+    config = prepared.model.config
+    default = config._experts_implementation
+    scales = [m for m in prepared.model.modules() if isinstance(m, PropulsionExperts)]
+    calls: list[int] = []
+    hooks = [m.register_forward_hook(lambda *_: calls.append(1)) for m in scales]
+    logits = {}
+    try:
+        for implementation in ("grouped_mm", "eager"):
+            config._experts_implementation = implementation
+            calls.clear()
+            logits[implementation] = _logits(prepared.model)
+            assert len(calls) == len(scales) == 4, implementation
+    finally:
+        config._experts_implementation = default
+        for hook in hooks:
+            hook.remove()
+    torch.testing.assert_close(logits["eager"], logits["grouped_mm"], atol=1e-5, rtol=0)
+
+
 def test_propulsion_patch_on_experts_reproduces_the_trained_model(bases, propulsion_mixtral, tmp_path):
     method, config, prepared, *_ = propulsion_mixtral
     live = _logits(prepared.model)
@@ -375,7 +400,7 @@ def test_propulsion_cleanup_restores_experts_bit_for_bit(propulsion_mixtral):
     method, _, prepared, _, before, originals = propulsion_mixtral
     model = method.cleanup(prepared)
     experts = model.get_submodule(EXP0)
-    assert not hasattr(experts, "parametrizations")
+    assert not hasattr(experts, "parametrizations") and "forward" not in vars(experts)
     assert type(experts).__name__ == "MixtralExperts"  # parametrize's generated subclass is gone
     assert all(getattr(experts, n) is p for n, p in originals.items())  # the very same Parameters
     now = dict(model.named_parameters())

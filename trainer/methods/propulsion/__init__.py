@@ -79,6 +79,18 @@ class PropulsionExperts(nn.Module):
         return (s[:, :, None] * weight.float()).to(weight.dtype)
 
 
+def _cache_per_call(module: nn.Module) -> None:
+    """Compute `module`'s parametrized weights once per forward call: an eager experts forward
+    indexes its 3-D parameter once per routed expert, which would rescale all of it each time."""
+    forward = module.forward
+
+    def cached_forward(*args: Any, **kwargs: Any) -> Any:
+        with parametrize.cached():
+            return forward(*args, **kwargs)
+
+    setattr(module, "forward", cached_forward)  # noqa: B010  # an instance attribute, removed by cleanup
+
+
 @dataclass
 class _Parametrized:
     """One expert parameter under a PropulsionExperts parametrization."""
@@ -108,6 +120,8 @@ class PropulsionMethod(Method):
         for parent, experts in sorted(whole_expert_params(targets, self.name).items()):
             t = experts[0]
             scale = PropulsionExperts(t.param, config.degree)
+            if not parametrize.is_parametrized(t.module):
+                _cache_per_call(t.module)
             parametrize.register_parametrization(t.module, t.param_name, scale)
             parametrized.append(_Parametrized(parent, t.module, t.param_name, scale))
         for name, target in targets.items():
@@ -132,6 +146,7 @@ class PropulsionMethod(Method):
             set_submodule(prepared.model, name, m.base)
         for p in prepared.state["parametrized"]:  # puts the original Parameter back, as it was
             parametrize.remove_parametrizations(p.module, p.param_name, leave_parametrized=False)
+            p.module.__dict__.pop("forward", None)
         return prepared.model
 
 
