@@ -15,6 +15,8 @@ import torch
 from safetensors.torch import load_file
 
 from core.errors import ConfigError
+from core.fetch import target_shapes as table_shapes
+from core.safetensors_header import read_safetensors_header
 from trainer import zoo
 from trainer.patch.apply import apply_patch
 from trainer.patch.model_shapes import target_shapes
@@ -299,6 +301,69 @@ def test_lora_method_on_experts_exports_what_it_trained(bases, tmp_path):
 
     assert (_logits(_peft_load(bases, "mixtral", out)) - live).abs().max() <= 1e-5
     assert (_applied_logits(bases, "mixtral", patch) - live).abs().max() <= 1e-5
+
+
+def test_experts_count_comes_from_the_base(bases, tmp_path):
+    """An expert parameter's adapter spans all the base's experts, however few the patch changes."""
+    patch = _random_patch(bases["qwen2_moe"], {f"{EXP0}.down_proj.0": ("lowrank", 2)})
+    shapes = target_shapes(bases["qwen2_moe"])
+    out = export_peft(patch, tmp_path / "adapter", "qwen2_moe", module_shapes=shapes)
+    assert load_file(out / "adapter_model.safetensors")[f"base_model.model.{EXP0}.lora_A.weight"].shape == (
+        8,
+        32,
+    )
+    expected = _applied_logits(bases, "qwen2_moe", patch)
+    assert (_logits(_peft_load(bases, "qwen2_moe", out)) - expected).abs().max() <= 1e-5
+
+    beyond = _random_patch(bases["qwen2_moe"], {f"{EXP0}.down_proj.0": ("lowrank", 2)})
+    beyond.deltas[f"{EXP0}.down_proj.7"] = beyond.deltas.pop(f"{EXP0}.down_proj.0")
+    with pytest.raises(ConfigError, match=r"down_proj\.7.*has 4 experts"):
+        export_peft(beyond, tmp_path / "beyond", "qwen2_moe", module_shapes=shapes)
+
+
+@pytest.fixture(scope="module")
+def saved(tmp_path_factory):
+    return {t: zoo.save(t, tmp_path_factory.mktemp(t)) for t in ("gpt2", "mixtral")}
+
+
+@pytest.mark.parametrize("model_type", ["gpt2", "mixtral"])
+def test_tensor_table_gives_the_models_target_shapes(bases, saved, model_type):
+    """What the registry knows of a base (its tensor table) gives every target's [out, in] shape, so
+    a fetch in PEFT format builds the same adapter as an export from the model."""
+    infos = {}
+    for file in saved[model_type].glob("*.safetensors"):
+        infos.update(read_safetensors_header(file)[0])
+    table = [[t.name, list(t.shape), t.dtype] for t in infos.values()]
+    from_table, from_model = table_shapes(model_type, table), target_shapes(bases[model_type])
+    assert {n: from_table.get(n) for n in from_model} == from_model
+
+
+@pytest.mark.parametrize("model_type", ["gpt2", "mixtral"])
+def test_cli_export_of_conv1d_and_expert_patches(bases, saved, tmp_path, model_type):
+    from click.testing import CliRunner
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    from cli.patchfile import export_command
+    from trainer.patch.io import load_patch, save_patch
+
+    spec = {
+        "gpt2": {f"{GPT2}.0.attn.c_attn": ("columns", 3), f"{GPT2}.1.attn.c_proj": ("rows", 2)},
+        "mixtral": {f"{EXP1}.down_proj.2": ("columns", 3), f"{EXP1}.gate_up_proj.1": ("rows", 2)},
+    }[model_type]
+    patch_file = save_patch(_random_patch(bases[model_type], spec), tmp_path / "patch.safetensors")
+    model_dir = saved[model_type]
+    result = CliRunner().invoke(
+        export_command,
+        [str(patch_file), "--model", str(model_dir), "--format", "peft", "-o", str(tmp_path / "a")],
+    )
+    assert result.exit_code == 0, result.output
+
+    model = AutoModelForCausalLM.from_pretrained(model_dir)
+    with apply_patch(model, load_patch(patch_file)):
+        expected = _logits(model)
+    peft_model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(model_dir), tmp_path / "a")
+    assert (_logits(peft_model) - expected).abs().max() <= 1e-5
 
 
 def test_scale_on_an_expert_has_no_peft_form(bases, tmp_path):

@@ -103,11 +103,20 @@ class Packed:
     scale: float
 
 
-def expert_count(param: str, experts: Iterable[int], shapes: Mapping[str, tuple[int, int]] | None) -> int:
-    """How many experts `param` has: from the base's target shapes when known, else the patch's."""
-    known = [n for n in shapes or {} if n.startswith(param + ".") and expert_slice(n) is not None]
-    count = len(known) if known else max(experts) + 1
-    beyond = [e for e in experts if e >= count]
+def expert_counts(shapes: Mapping[str, tuple[int, int]] | None) -> dict[str, int]:
+    """{expert parameter: how many experts} among a base's target shapes (`<param>.<e>` names)."""
+    counts: Counter[str] = Counter()
+    for name in shapes or {}:
+        if (where := expert_slice(name)) is not None:
+            counts[where[0]] += 1
+    return dict(counts)
+
+
+def expert_count(param: str, experts: Iterable[int], counts: Mapping[str, int]) -> int:
+    """How many experts `param` has: from the base (`expert_counts`) when known, else the patch's."""
+    indices = list(experts)
+    count = counts.get(param) or max(indices) + 1
+    beyond = [e for e in indices if e >= count]
     if beyond:
         raise ConfigError(f"module '{param}.{beyond[0]}': the base's {param} has {count} experts")
     return count

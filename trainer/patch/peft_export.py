@@ -29,6 +29,7 @@ from trainer.patch.io import describe
 from trainer.patch.peft_experts import (
     common_setting,
     expert_count,
+    expert_counts,
     expert_slice,
     is_conv1d,
     pack,
@@ -105,9 +106,9 @@ def _lora(
         r0, alpha0 = rank, _number(scale * rank)
     else:
         r0, alpha0 = Counter(settings.values()).most_common(1)[0][0]
-    paths = wrapper_paths(experts)
+    paths, counts = wrapper_paths(experts), expert_counts(shapes)
     for param, pairs in sorted(experts.items()):
-        packed = pack(param, pairs, expert_count(param, pairs, shapes), rank, scale)
+        packed = pack(param, pairs, expert_count(param, pairs, counts), rank, scale)
         tensors[f"{PREFIX}{paths[param]}.lora_A.weight"] = packed.A.contiguous()
         tensors[f"{PREFIX}{paths[param]}.lora_B.weight"] = packed.B.contiguous()
         settings[param] = (r0, alpha0)
