@@ -145,7 +145,9 @@ def _lora(config: dict[str, Any], tensors: dict[str, torch.Tensor]) -> dict[str,
     r0, alpha0 = _number(config, "r"), _number(config, "lora_alpha")
     rank_pattern = config.get("rank_pattern") or {}
     alpha_pattern = config.get("alpha_pattern") or {}
-    parameters = list(config.get("target_parameters") or [])
+    parameters = config.get("target_parameters") or []
+    if not isinstance(parameters, list) or not all(isinstance(p, str) for p in parameters):
+        raise MalformedFile(f"{CONFIG_FILE}: target_parameters must be a list of names")
     check_target_parameters(parameters)
     pairs: dict[str, dict[str, torch.Tensor]] = {}
     for key, tensor in tensors.items():
@@ -206,8 +208,8 @@ def import_peft(adapter_dir: Path | str, method_name: str | None = None) -> Patc
 
     LORA -> lowrank deltas with scale lora_alpha/r (lora_alpha/√r with rsLoRA; rank_pattern and
     alpha_pattern honoured per module), one per expert for `target_parameters`; IA3 output scaling
-    -> scale deltas. `method_name` defaults to
-    "lora" / "ia3". The adapter's base (`base_model_name_or_path`, `revision`) goes into metadata.
+    -> scale deltas. `method_name` defaults to "lora" / "ia3". The adapter's base
+    (`base_model_name_or_path`, `revision`) goes into metadata.
     """
     directory = Path(adapter_dir)
     config = _read_config(directory)
