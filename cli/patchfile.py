@@ -117,7 +117,7 @@ def export_command(
     from trainer.patch.apply import check_compatible
     from trainer.patch.io import load_patch
     from trainer.patch.merge import merge_into_directory
-    from trainer.patch.model_shapes import linear_shapes, meta_model
+    from trainer.patch.model_shapes import meta_model, target_shapes
     from trainer.patch.peft_export import export_peft, export_rank
 
     if not (model_dir / "config.json").is_file():
@@ -130,7 +130,7 @@ def export_command(
         adapter = peft_adapter_type(d.kind for d in patch.deltas.values())
         meta = meta_model(model_dir)
         check_compatible(meta, patch)
-        export_peft(patch, out_dir, base_name or str(model_dir), revision, module_shapes=linear_shapes(meta))
+        export_peft(patch, out_dir, base_name or str(model_dir), revision, module_shapes=target_shapes(meta))
         result.update(adapter=adapter, export_rank=export_rank(patch))
     if _wants_json(ctx, as_json):
         click.echo(json.dumps(result, indent=2, sort_keys=True))

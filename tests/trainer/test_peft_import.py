@@ -146,7 +146,6 @@ def test_dora_is_rejected(tmp_path):
 @pytest.mark.parametrize(
     ("changes", "message"),
     [
-        ({"fan_in_fan_out": True}, "fan_in_fan_out"),
         ({"modules_to_save": ["lm_head"]}, "modules_to_save"),
         ({"bias": "all"}, "bias"),
         ({"init_lora_weights": "pissa"}, "pissa"),

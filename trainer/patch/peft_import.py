@@ -2,6 +2,9 @@
 
 Only adapters whose effect is a base-independent weight delta are accepted, because a patch must
 port to other base versions unchanged: plain LoRA (-> lowrank) and IA3 output scaling (-> scale).
+LoRA on MoE expert parameters (`target_parameters`) becomes one lowrank per expert, and Conv1D
+adapters (`fan_in_fan_out`, GPT-2) import as they are: PEFT keeps their factors [out, in] too
+(`trainer.patch.peft_experts`).
 Everything that changes what the adapter computes in other ways (DoRA, biases, extra trainable
 modules, input scaling, ...) is refused with a ConfigError naming the setting; a damaged directory
 (missing files or tensors, bad shapes) raises MalformedFile.
@@ -18,6 +21,7 @@ from typing import Any
 import torch
 
 from core.errors import ConfigError, MalformedFile
+from trainer.patch.peft_experts import adapted_param, check_target_parameters, unpack
 from trainer.patch.types import LowRank, Patch, Scale
 
 CONFIG_FILE = "adapter_config.json"
@@ -28,12 +32,10 @@ KEEP_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
 # Settings that make a LoRA adapter compute something other than W + scale·B·A: (field, why).
 LORA_UNSUPPORTED = (
     ("use_dora", "DoRA rescales the weight's column norms, which depends on the base"),
-    ("fan_in_fan_out", "fan_in_fan_out=True (Conv1D / GPT-2 layout) is not supported"),
     ("modules_to_save", "modules_to_save stores full copies of base modules, which do not port"),
     ("lora_bias", "lora_bias adds a trained bias, which a patch cannot hold"),
     ("trainable_token_indices", "trainable_token_indices trains embedding rows, which do not port"),
     ("layer_replication", "layer_replication changes the model's layer structure"),
-    ("target_parameters", "target_parameters adapts raw parameters, not Linear modules"),
     ("alora_invocation_tokens", "activated LoRA only acts after invocation tokens"),
     ("use_qalora", "QA-LoRA pools inputs before lora_A"),
     ("use_bdlora", "BD-LoRA uses block-diagonal factors"),
@@ -46,7 +48,6 @@ LORA_UNSUPPORTED = (
 # then relative to a modified base unless PEFT converted it when saving.
 BASE_MODIFYING_INITS = ("pissa", "olora", "corda", "loftq", "eva")
 IA3_UNSUPPORTED = (
-    ("fan_in_fan_out", "fan_in_fan_out=True (Conv1D / GPT-2 layout) is not supported"),
     ("modules_to_save", "modules_to_save stores full copies of base modules, which do not port"),
 )
 
@@ -144,27 +145,40 @@ def _lora(config: dict[str, Any], tensors: dict[str, torch.Tensor]) -> dict[str,
     r0, alpha0 = _number(config, "r"), _number(config, "lora_alpha")
     rank_pattern = config.get("rank_pattern") or {}
     alpha_pattern = config.get("alpha_pattern") or {}
+    parameters = config.get("target_parameters") or []
+    if not isinstance(parameters, list) or not all(isinstance(p, str) for p in parameters):
+        raise MalformedFile(f"{CONFIG_FILE}: target_parameters must be a list of names")
+    check_target_parameters(parameters)
     pairs: dict[str, dict[str, torch.Tensor]] = {}
     for key, tensor in tensors.items():
         name, suffix = _split_key(key, (".lora_A.weight", ".lora_B.weight"))
         pairs.setdefault(name, {})[suffix[6]] = tensor  # "A" or "B"
-    deltas = {}
+    deltas: dict[str, LowRank] = {}
     for name, pair in sorted(pairs.items()):
         if set(pair) != {"A", "B"}:
             lacking = "B" if "A" in pair else "A"
             raise MalformedFile(f"module '{name}': adapter has no lora_{lacking}.weight")
-        a, b = pair["A"], pair["B"]
+        a, b = _float(pair["A"]), _float(pair["B"])
+        param = adapted_param(name, parameters)
+        key = name if param is None else param  # what rank_pattern and alpha_pattern match
+        r = float(_pattern_value(rank_pattern, key, r0))
+        alpha = float(_pattern_value(alpha_pattern, key, alpha0))
+        scale = alpha / math.sqrt(r) if config.get("use_rslora") else alpha / r
+        if param is not None:
+            if not r.is_integer():
+                raise MalformedFile(f"parameter '{param}': config rank {r:g} is not an integer")
+            deltas.update(unpack(param, a, b, int(r), scale))
+            continue
         if a.ndim != 2 or b.ndim != 2 or a.shape[0] != b.shape[1]:
             raise MalformedFile(
                 f"module '{name}': lora_A {list(a.shape)} and lora_B {list(b.shape)} "
                 "are not [r, in] and [out, r]"
             )
-        r = float(_pattern_value(rank_pattern, name, r0))
         if r != a.shape[0]:
             raise MalformedFile(f"module '{name}': config rank {r:g} but lora_A has rank {a.shape[0]}")
-        alpha = float(_pattern_value(alpha_pattern, name, alpha0))
-        scale = alpha / math.sqrt(r) if config.get("use_rslora") else alpha / r
-        deltas[name] = LowRank(A=_float(a), B=_float(b), scale=scale)
+        deltas[name] = LowRank(A=a, B=b, scale=scale)
+    if not deltas:
+        raise ConfigError("PEFT LORA adapter changes nothing (every expert's lora_A or lora_B is zero)")
     return deltas
 
 
@@ -193,8 +207,9 @@ def import_peft(adapter_dir: Path | str, method_name: str | None = None) -> Patc
     """Read `adapter_config.json` + `adapter_model.safetensors` from `adapter_dir` as a Patch.
 
     LORA -> lowrank deltas with scale lora_alpha/r (lora_alpha/√r with rsLoRA; rank_pattern and
-    alpha_pattern honoured per module); IA3 output scaling -> scale deltas. `method_name` defaults to
-    "lora" / "ia3". The adapter's base (`base_model_name_or_path`, `revision`) goes into metadata.
+    alpha_pattern honoured per module), one per expert for `target_parameters`; IA3 output scaling
+    -> scale deltas. `method_name` defaults to "lora" / "ia3". The adapter's base
+    (`base_model_name_or_path`, `revision`) goes into metadata.
     """
     directory = Path(adapter_dir)
     config = _read_config(directory)
@@ -211,6 +226,7 @@ def import_peft(adapter_dir: Path | str, method_name: str | None = None) -> Patc
             "rank_pattern",
             "alpha_pattern",
             "target_modules",
+            "target_parameters",
         )
     else:
         deltas = _ia3(config, tensors)
