@@ -8,11 +8,10 @@ both go through these two steps, so they write the same bytes.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, get_args
 
-from core.arch import find_architecture, weight_sources
 from core.errors import InvalidInput
 
 Format = Literal["native", "peft", "merged"]
@@ -43,8 +42,8 @@ class FetchPlan:
     digest: str  # sha256 of the patch file
     why: str  # one sentence: why this patch was chosen
     # {target: (out, in)} of the base's patch targets, from the registered tensor table
-    # (`target_shapes`): columns/rows deltas need them to build their one-hot PEFT selectors, and an
-    # expert parameter's experts how many experts it has.
+    # (`registry.services.architecture.runtime_shapes`): columns/rows deltas need them to build
+    # their one-hot PEFT selectors, and an expert parameter's experts how many experts it has.
     module_shapes: Mapping[str, tuple[int, int]] = field(default_factory=dict, hash=False, repr=False)
 
     def manifest(self, fmt: str) -> dict[str, Any]:
@@ -62,11 +61,3 @@ class FetchPlan:
             "format": check_format(fmt),
             "why": self.why,
         }
-
-
-def target_shapes(model_type: str, table: Iterable[Sequence[Any]]) -> dict[str, tuple[int, int]]:
-    """{target: (out, in)} of every patch target of a base, from its tensor table ([name, shape,
-    dtype] rows) alone: Linear weights, Conv1D weights transposed to [out, in], each expert of a 3-D
-    expert parameter (`<parameter>.<e>`) and a tied lm_head. What `FetchPlan.module_shapes` holds."""
-    arch = find_architecture({"model_type": model_type})
-    return {name: source.shape for name, source in weight_sources(arch, table).items()}

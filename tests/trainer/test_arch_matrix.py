@@ -18,6 +18,7 @@ import torch
 
 from core.arch import find_architecture
 from core.arch.spec import channel_offset, dims_of, head_rows
+from core.errors import ConfigError
 from core.plans import PORT_ARMS, EvalSet, MeasurePlan
 from trainer import zoo
 from trainer.hf import load_causal_lm
@@ -157,14 +158,20 @@ def test_method_on_architecture(models: Zoo, model_type: str, method: str, tmp_p
     torch.testing.assert_close(applied, trained, atol=1e-4, rtol=1e-4)
     assert all(torch.equal(v, state[k]) for k, v in model.state_dict().items())
 
-    # PEFT export loads in PEFT with the same logits (full has no PEFT form: merged only)
-    if method != "full":
-        from peft import PeftModel
+    # PEFT export loads in PEFT with the same logits. Full has no PEFT form, nor has a scale on MoE
+    # experts (PEFT's IA3 has no target_parameters): both are refused in one line, merged only.
+    from peft import PeftModel
 
-        from trainer.patch.peft_export import export_peft
+    from trainer.patch.peft_export import export_peft
 
-        adapter = tmp_path / "peft"
-        shapes = {n: t.shape for n, t in all_targets(model).items()}
+    adapter = tmp_path / "peft"
+    shapes = {n: t.shape for n, t in all_targets(model).items()}
+    experts = any(t.expert is not None for t in all_targets(model).values())
+    if method == "full" or (method == "propulsion" and experts):
+        with pytest.raises(ConfigError, match="--format merged"):
+            export_peft(patch, adapter, str(base_dir), module_shapes=shapes)
+        assert not adapter.exists()
+    else:
         export_peft(patch, adapter, str(base_dir), module_shapes=shapes)
         peft_logits = _logits(PeftModel.from_pretrained(_load(base_dir), adapter).eval())
         torch.testing.assert_close(peft_logits, applied, atol=1e-5, rtol=0)

@@ -118,12 +118,12 @@ def test_peft_export_loads_in_peft_with_the_same_logits(name, trained, tmp_path)
     from peft import PeftModel
 
     from trainer.patch.apply import apply_patch
-    from trainer.patch.model_shapes import linear_shapes
+    from trainer.patch.model_shapes import target_shapes
     from trainer.patch.peft_export import export_peft
 
     patch, _, ids = trained[name]
     ours = build_model()
-    out = export_peft(patch, tmp_path / "adapter", "tiny-base", "v1", module_shapes=linear_shapes(ours))
+    out = export_peft(patch, tmp_path / "adapter", "tiny-base", "v1", module_shapes=target_shapes(ours))
     with apply_patch(ours, patch):
         expected = _logits(ours, ids)
     peft_model = PeftModel.from_pretrained(build_model(), out)

@@ -11,7 +11,7 @@ from safetensors.torch import load_file
 
 from core.errors import AlreadyExists, ConfigError
 from trainer.patch.apply import apply_patch
-from trainer.patch.model_shapes import linear_shapes
+from trainer.patch.model_shapes import target_shapes
 from trainer.patch.peft_export import export_peft, export_rank
 
 O_PROJ_0 = "model.layers.0.self_attn.o_proj"
@@ -53,7 +53,7 @@ def test_peft_adapter_matches_own_apply(tmp_path, tiny_model_dir, random_patch, 
 
     base = _load(tiny_model_dir)
     patch = random_patch(base, CASES[case], seed=11, ranks=RANKS)
-    out = export_peft(patch, tmp_path / "adapter", "tiny-llama", "v2", module_shapes=linear_shapes(base))
+    out = export_peft(patch, tmp_path / "adapter", "tiny-llama", "v2", module_shapes=target_shapes(base))
 
     ours = _load(tiny_model_dir)
     with torch.no_grad():
@@ -86,7 +86,7 @@ def test_lora_files_use_peft_layout(tmp_path, tiny_model, random_patch):
     patch = random_patch(
         tiny_model, {O_PROJ_0: "columns", "model.layers.1.mlp.down_proj": "lowrank"}, ranks=RANKS
     )
-    out = export_peft(patch, tmp_path / "a", "org/base", "abc123", module_shapes=linear_shapes(tiny_model))
+    out = export_peft(patch, tmp_path / "a", "org/base", "abc123", module_shapes=target_shapes(tiny_model))
     tensors = load_file(out / "adapter_model.safetensors")
     assert set(tensors) == {
         f"base_model.model.{m}.lora_{ab}.weight" for m in patch.deltas for ab in ("A", "B")
@@ -114,7 +114,7 @@ def test_peft_save_round_trip_keeps_our_keys(tmp_path, tiny_model_dir, random_pa
 
     base = _load(tiny_model_dir)
     patch = random_patch(base, {O_PROJ_0: "rows", "model.layers.1.mlp.up_proj": "rows"}, ranks=RANKS)
-    ours = export_peft(patch, tmp_path / "ours", str(tiny_model_dir), None, module_shapes=linear_shapes(base))
+    ours = export_peft(patch, tmp_path / "ours", str(tiny_model_dir), None, module_shapes=target_shapes(base))
     PeftModel.from_pretrained(base, ours).save_pretrained(tmp_path / "resaved")
     resaved = load_file(tmp_path / "resaved" / "adapter_model.safetensors")
     original = load_file(ours / "adapter_model.safetensors")

@@ -14,8 +14,8 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from core.arch import find_architecture, weight_sources
 from core.errors import ConfigError
-from core.fetch import target_shapes as table_shapes
 from core.safetensors_header import read_safetensors_header
 from trainer import zoo
 from trainer.patch.apply import apply_patch
@@ -334,7 +334,9 @@ def test_tensor_table_gives_the_models_target_shapes(bases, saved, model_type):
     for file in saved[model_type].glob("*.safetensors"):
         infos.update(read_safetensors_header(file)[0])
     table = [[t.name, list(t.shape), t.dtype] for t in infos.values()]
-    from_table, from_model = table_shapes(model_type, table), target_shapes(bases[model_type])
+    sources = weight_sources(find_architecture({"model_type": model_type}), table)
+    from_table = {n: s.shape for n, s in sources.items()}
+    from_model = target_shapes(bases[model_type])
     assert {n: from_table.get(n) for n in from_model} == from_model
 
 

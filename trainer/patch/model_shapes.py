@@ -9,15 +9,6 @@ from torch import nn
 from trainer.patch.targets import all_targets
 
 
-def linear_shapes(model: nn.Module) -> dict[str, tuple[int, int]]:
-    """{module name: (out_features, in_features)} for every nn.Linear in `model`."""
-    return {
-        name: (int(m.weight.shape[0]), int(m.weight.shape[1]))
-        for name, m in model.named_modules()
-        if isinstance(m, nn.Linear)
-    }
-
-
 def target_shapes(model: nn.Module) -> dict[str, tuple[int, int]]:
     """{target: (out, in)} for every patch target of `model`: Linear, Conv1D (its [out, in] view,
     the transpose of what it stores) and each expert of a 3-D expert parameter (`<param>.<e>`)."""
