@@ -118,7 +118,8 @@ class Worker:
         beat = threading.Thread(target=self._heartbeat, args=(ctx, beat_stop), daemon=True)
         beat.start()
         try:
-            result = self.handlers[job.kind](ctx)
+            with self.store.verified_once():  # a job hashes each blob it reads once
+                result = self.handlers[job.kind](ctx)
             beat_stop.set()
             beat.join()
             if not ctx.completed:

@@ -6,6 +6,7 @@ S3-compatible backend implements the same methods and nothing else changes.
 
 from __future__ import annotations
 
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import BinaryIO, NamedTuple, Protocol
 
@@ -34,6 +35,8 @@ class ArtifactStore(Protocol):
     def exists(self, digest: str) -> bool: ...
 
     def delete(self, digest: str) -> None: ...
+
+    def verified_once(self) -> AbstractContextManager[None]: ...
 
 
 def open_store(root: Path) -> ArtifactStore:

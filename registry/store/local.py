@@ -6,7 +6,8 @@ import hashlib
 import os
 import re
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
 
@@ -34,6 +35,19 @@ def sha256_file(path: Path, on_bytes: Callable[[int], None] | None = None) -> st
 class LocalStore:
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
+        # Inside `verified_once()`: digest -> (inode, size, mtime) of the file when it hashed
+        # right. Outside it (None), every read hashes.
+        self._verified: dict[str, tuple[int, int, int]] | None = None
+
+    @contextmanager
+    def verified_once(self) -> Iterator[None]:
+        """Within this block each blob is hashed on its first read only (while its file is
+        unchanged): a worker's job reads one patch three times and hashes it once."""
+        self._verified = {}
+        try:
+            yield
+        finally:
+            self._verified = None
 
     def _path(self, digest: str) -> Path:
         if not _DIGEST.match(digest):
@@ -78,11 +92,17 @@ class LocalStore:
         path = self._path(digest)
         if not path.exists():
             raise NotFound(f"artifact {digest[:12]} is missing from the store at {self.root}")
+        stat = path.stat()
+        seen = (stat.st_ino, stat.st_size, stat.st_mtime_ns)
+        if self._verified is not None and self._verified.get(digest) == seen:
+            return path
         actual = sha256_file(path)
         if actual != digest:
             raise CorruptArtifact(
                 f"artifact {digest[:12]} is corrupt (content hashes to {actual[:12]}); it will not be served"
             )
+        if self._verified is not None:
+            self._verified[digest] = seen
         return path
 
     def open_verified(self, digest: str) -> BinaryIO:

@@ -79,3 +79,27 @@ def test_delete_removes_the_blob(tmp_path: Path) -> None:
     blob = store.put_stream(io.BytesIO(b"bye"))
     store.delete(blob.digest)
     assert not store.exists(blob.digest)
+
+
+def test_verified_once_hashes_a_blob_once_until_its_file_changes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from registry.store import local
+
+    store = LocalStore(tmp_path / "store")
+    digest = store.put_stream(io.BytesIO(b"patch bytes")).digest
+    calls: list[Path] = []
+    real = local.sha256_file
+    monkeypatch.setattr(local, "sha256_file", lambda p, on_bytes=None: calls.append(p) or real(p, on_bytes))
+    for _ in range(3):
+        store.local_path(digest)
+    assert len(calls) == 3  # outside a scope every read hashes
+    with store.verified_once():
+        for _ in range(3):
+            path = store.local_path(digest)
+        assert len(calls) == 4
+        path.chmod(0o644)
+        path.write_bytes(b"tampered")  # a changed file is hashed again, and refused
+        with pytest.raises(CorruptArtifact):
+            store.local_path(digest)
+    assert len(calls) == 5

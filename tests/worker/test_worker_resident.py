@@ -3,8 +3,10 @@ number of patches, and the resident model is bit-identical to a fresh load after
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
+import pytest
 import torch
 
 from registry.db import transaction
@@ -38,7 +40,13 @@ def _patches(tmp_path: Path) -> list[Path]:
     return [save_patch(p, tmp_path / f"{p.method}.safetensors") for p in made]
 
 
-def _release(registry: Registry, family: Family, tmp_path: Path, cache_bytes: int | None) -> Worker:
+def _release(
+    registry: Registry,
+    family: Family,
+    tmp_path: Path,
+    cache_bytes: int | None,
+    before_run: Callable[[], None] = lambda: None,
+) -> Worker:
     _, evals = domain_rows()
     with transaction(registry.factory) as s:
         bases.register_base(s, "tiny:v1", str(family.v1))
@@ -57,6 +65,7 @@ def _release(registry: Registry, family: Family, tmp_path: Path, cache_bytes: in
         model_cache_bytes=cache_bytes,
     )
     worker = Worker(registry.factory, registry.store, config)
+    before_run()
     worker.run(until_idle=True)
     with transaction(registry.factory) as s:
         ports = jobs.list_jobs(s, kind="port")
@@ -82,3 +91,30 @@ def test_without_a_cache_every_job_loads_its_bases(
 ) -> None:
     worker = _release(registry, family, tmp_path, cache_bytes=0)
     assert worker.models.loads == 6  # 3 port jobs x (v2, v1)
+
+
+def test_a_port_job_hashes_its_patch_once(
+    registry: Registry, family: Family, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The patch blob is read by compat, the port plan and the measurement: hashed once per job,
+    and again in the next job (a worker never trusts a blob across jobs)."""
+    from registry.store import local
+
+    hashed: list[str] = []
+    real = local.sha256_file
+
+    def counting(path: Path, on_bytes=None):  # type: ignore[no-untyped-def]
+        hashed.append(Path(path).name)
+        return real(path, on_bytes)
+
+    _release(
+        registry,
+        family,
+        tmp_path,
+        cache_bytes=None,
+        before_run=lambda: monkeypatch.setattr(local, "sha256_file", counting),
+    )
+    with transaction(registry.factory) as s:
+        digests = {p.digest for p in patches.list_patches(s) if p.origin == "imported"}
+    per_patch = {d: hashed.count(d) for d in digests}
+    assert all(n == 1 for n in per_patch.values()), per_patch  # one port job each
