@@ -2,9 +2,11 @@
 
 For every domain and every method (a regularised method counts as its own, e.g. `s2ft+alewr`), the
 source is the best patch on the nearest ancestor version that has one: validated before candidate
-before degraded, then by accuracy, loss and age (the ranking `fetch` uses). Withdrawn patches
-(rejected, deprecated) are never ported. One `port` job per source, idempotent by dedupe key, so a
-rerun plans nothing twice. What happens when a port fails: `registry.services.retraining`.
+before degraded, then by accuracy, loss and age (the ranking `fetch` uses). Every patch an alias
+pins on the parent is ported too (what production serves must follow the release, best or not).
+Withdrawn patches (rejected, deprecated) are never ported. One `port` job per source, idempotent
+by dedupe key, so a rerun plans nothing twice. What happens when a port fails:
+`registry.services.retraining`.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from core.method_config import method_label
-from registry.models import BaseVersion, Domain, Patch
+from registry.models import Alias, BaseVersion, Domain, Patch
 from registry.schemas import JobRead
 from registry.services import jobs
 from registry.services.lookup import base_ref, get_base_version
@@ -66,12 +68,19 @@ def port_sources(session: Session, base: str) -> list[PortSource]:
         held = best.get(key)
         if held is None or _preference(p, depth) < _preference(held, depth):
             best[key] = p
+    chosen = {p.id: p for p in best.values()}
+    pinned = (
+        select(Patch)
+        .join(Alias, Alias.patch_id == Patch.id)
+        .where(Alias.base_version_id == chain[0].id, Patch.status.in_(PORTABLE))
+    )
+    chosen.update({p.id: p for p in session.scalars(pinned)})
     return sorted(
         (
-            PortSource(p.id, p.domain.name, label, base_ref(p.base_version), p.status)
-            for (_, label), p in best.items()
+            PortSource(p.id, p.domain.name, patch_label(p), base_ref(p.base_version), p.status)
+            for p in chosen.values()
         ),
-        key=lambda s: (s.domain, s.method),
+        key=lambda s: (s.domain, s.method, s.patch_id),
     )
 
 

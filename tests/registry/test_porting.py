@@ -173,3 +173,21 @@ def test_lineage_shows_the_chain_with_dataset_digests(family: Registry, tmp_path
     assert (child.patch.id, child.patch.base, child.verdict) == (v2.id, "tiny:v2", "compatible")
     assert child.patch.train_dataset == "medical/notes"
     assert child.patch.train_dataset_digest == ds.digest
+
+
+def test_a_release_ports_the_best_patch_and_every_patch_an_alias_pins(
+    family: Registry, tmp_path: Path
+) -> None:
+    from registry.services import aliases, port_sources
+
+    with transaction(family.factory) as s:
+        one = patches.register_patch(
+            s, family.store, "medical", "tiny:v1", write_patch(tmp_path / "a.st"), "imported"
+        )
+        other = write_patch(tmp_path / "b.st", with_lm_head=True)
+        two = patches.register_patch(s, family.store, "medical", "tiny:v1", other, "imported")
+        best = {src.patch_id for src in port_sources.port_sources(s, "tiny:v2")}
+        assert len(best) == 1 and best <= {one.id, two.id}  # one per domain and method
+        unranked = ({one.id, two.id} - best).pop()
+        aliases.set_alias(s, "medical", "tiny:v1", "production", unranked)
+        assert {src.patch_id for src in port_sources.port_sources(s, "tiny:v2")} == {one.id, two.id}
