@@ -27,6 +27,16 @@ from registry.services import training
 )
 @click.option("--batch-size", type=click.IntRange(min=1), help="Batch size (default 4).")
 @click.option("--seed", type=int, help="Random seed (default 0).")
+@click.option(
+    "--max-tokens-per-batch",
+    type=click.IntRange(min=1),
+    help="Split batches into micro-batches of at most this many tokens (same step, less memory).",
+)
+@click.option(
+    "--gradient-checkpointing/--no-gradient-checkpointing",
+    default=None,
+    help="Recompute activations in backward (default: on for bases of 1B parameters or more).",
+)
 @click.option("--wait", is_flag=True, help="Follow the job with a progress bar until it ends.")
 @json_flag
 @pass_app
@@ -44,6 +54,8 @@ def train(
     lr: float | None,
     batch_size: int | None,
     seed: int | None,
+    max_tokens_per_batch: int | None,
+    gradient_checkpointing: bool | None,
     wait: bool,
 ) -> None:
     """Queue training of a DOMAIN patch on --base with --method; `patchreg worker` runs it.
@@ -63,6 +75,8 @@ def train(
             "lr": lr,
             "batch_size": batch_size,
             "seed": seed,
+            "max_tokens_per_batch": max_tokens_per_batch,
+            "gradient_checkpointing": gradient_checkpointing,
         }.items()
         if v is not None
     }

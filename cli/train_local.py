@@ -48,6 +48,17 @@ def _echo_json(data: dict[str, Any]) -> None:
 @click.option("--warmup-steps", type=click.IntRange(min=0), default=0, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
+@click.option(
+    "--max-tokens-per-batch",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Split batches into micro-batches of at most this many tokens (same step, less memory).",
+)
+@click.option(
+    "--gradient-checkpointing/--no-gradient-checkpointing",
+    default=None,
+    help="Recompute activations in backward (default: on for models of 1B parameters or more).",
+)
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), required=True)
 @click.option("--json", "json_flag", is_flag=True, help="Print a JSON summary instead of text.")
 @click.pass_context
@@ -69,6 +80,8 @@ def train_local_command(
     warmup_steps: int,
     seed: int,
     device: str,
+    max_tokens_per_batch: int | None,
+    gradient_checkpointing: bool | None,
     output: Path,
     json_flag: bool,
 ) -> None:
@@ -92,6 +105,8 @@ def train_local_command(
         warmup_steps=warmup_steps,
         seed=seed,
         device=device,
+        max_tokens_per_batch=max_tokens_per_batch,
+        gradient_checkpointing=gradient_checkpointing,
     )
     bar: tqdm | None = None
 
@@ -126,6 +141,9 @@ def train_local_command(
         "final_loss": result.losses[-1],
         "tokens": result.tokens,
         "seconds": round(result.seconds, 3),
+        "tokens_per_s": round(result.tokens_per_s, 1),
+        "peak_gpu_bytes": result.peak_gpu_bytes,
+        "gradient_checkpointing": result.gradient_checkpointing,
         "trainable_params": result.trainable_params,
         "modules": len(result.patch.deltas),
     }

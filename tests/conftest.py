@@ -153,3 +153,16 @@ def make_zoo_model(tmp_path_factory: pytest.TempPathFactory):
         return cache[key]
 
     return build
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """`gpu` tests run on a machine with CUDA (the lent GPU machine) and are deselected elsewhere:
+    `make test` passes without a GPU, and never reports a GPU check it did not run as passed."""
+    import torch
+
+    if torch.cuda.is_available():
+        return
+    gpu = [item for item in items if item.get_closest_marker("gpu") is not None]
+    if gpu:
+        config.hook.pytest_deselected(items=gpu)
+        items[:] = [item for item in items if item.get_closest_marker("gpu") is None]

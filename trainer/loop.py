@@ -1,6 +1,8 @@
 """The training loop shared by every method: AdamW, warmup + decay, accumulation, clipping.
 
-bf16 autocast on CUDA, plain fp32 on CPU. Seeded end to end (init, shuffling), so the same seed on
+On CUDA the base is loaded in bf16 and runs under bf16 autocast, with fp32 trainable tensors;
+plain fp32 on CPU. Micro-batches within a token budget and gradient checkpointing bound the
+activation memory of large models. Seeded end to end (init, shuffling), so the same seed on
 CPU gives the same patch bit for bit. The loss is the token-weighted mean over each accumulation
 group (not a mean of micro-batch means), so accumulation does not change what is optimised.
 """
@@ -31,6 +33,10 @@ if TYPE_CHECKING:  # the loop calls what it is given; it imports no regulariser 
     from trainer.regularizers.base import Penalty, Regularization
 
 SCHEDULES = ("cosine", "linear", "constant")
+# Gradient checkpointing is on by default from here: at 1B parameters and 2k-token sequences,
+# stored activations (layers × batch × seq × hidden × ~34 bytes in bf16) pass the weights' own
+# 2 GB at a batch of 2, and they grow with every layer; below it they are small next to the model.
+CHECKPOINTING_MIN_PARAMS = 1_000_000_000
 
 
 @dataclass
@@ -50,6 +56,12 @@ class TrainArgs:
     max_length: int = 256
     seed: int = 0
     device: str = "auto"
+    # Split each batch into micro-batches of at most this many (padded) tokens; the step and its
+    # loss are the same, peak activation memory is bounded. None: whole batches.
+    max_tokens_per_batch: int | None = None
+    # Recompute activations in backward (~30% more compute, activation memory / layers). None:
+    # on for models of ≥ CHECKPOINTING_MIN_PARAMS parameters, where activations dominate memory.
+    gradient_checkpointing: bool | None = None
 
     def __post_init__(self) -> None:
         found = []
@@ -69,6 +81,14 @@ class TrainArgs:
         if self.max_grad_norm is not None:
             found += check_range("max_grad_norm", self.max_grad_norm, 0.0, float("inf"), lo_open=True)
         found += check_choice("device", self.device, ("auto", "cpu", "cuda"))
+        if self.max_tokens_per_batch is not None and (
+            isinstance(self.max_tokens_per_batch, bool)
+            or not isinstance(self.max_tokens_per_batch, int)
+            or self.max_tokens_per_batch < 1
+        ):
+            found.append(f"max_tokens_per_batch={self.max_tokens_per_batch!r} must be an integer ≥ 1")
+        if self.gradient_checkpointing not in (None, True, False):
+            found.append(f"gradient_checkpointing={self.gradient_checkpointing!r} must be true or false")
         if found:
             raise ConfigError("invalid training arguments: " + "; ".join(found))
 
@@ -103,6 +123,12 @@ class TrainResult:
     seconds: float
     trainable_params: int
     step_seconds: list[float] = field(default_factory=list)
+    peak_gpu_bytes: int | None = None  # torch.cuda.max_memory_allocated over the run (CUDA only)
+    gradient_checkpointing: bool = False
+
+    @property
+    def tokens_per_s(self) -> float:
+        return self.tokens / self.seconds if self.seconds > 0 else 0.0
 
 
 class StepObserver(Protocol):
@@ -138,9 +164,23 @@ def _batches(examples: Sequence[Example], args: TrainArgs, pad_id: int) -> Itera
         yield from iter_batches(examples, args.batch_size, pad_id, generator)
 
 
-def _autocast(device: torch.device) -> contextlib.AbstractContextManager[Any]:
+def micro_batches(batch: dict[str, torch.Tensor], max_tokens: int | None) -> list[dict[str, torch.Tensor]]:
+    """`batch` split by rows so each piece holds at most `max_tokens` padded tokens (one row at
+    least); the whole batch when there is no budget."""
+    rows, length = batch["input_ids"].shape
+    if max_tokens is None or rows * length <= max_tokens:
+        return [batch]
+    per = max(1, max_tokens // length)
+    return [{k: v[i : i + per] for k, v in batch.items()} for i in range(0, rows, per)]
+
+
+def _autocast(device: torch.device, model: nn.Module) -> contextlib.AbstractContextManager[Any]:
+    """bf16 autocast on CUDA; on CPU only for a bf16 base, whose fp32 trainable tensors (master
+    copies, adapters) then meet bf16 activations; none for an fp32 model on CPU."""
     if device.type == "cuda":
         return torch.autocast("cuda", dtype=torch.bfloat16)
+    if any(p.dtype == torch.bfloat16 for p in model.parameters()):
+        return torch.autocast("cpu", dtype=torch.bfloat16)
     return contextlib.nullcontext()
 
 
@@ -176,9 +216,9 @@ def optimize(
         group = [next(batches) for _ in range(args.grad_accum)]
         n_targets = sum(int((b["labels"][:, 1:] != -100).sum()) for b in group)
         ce_value = 0.0
-        for batch in group:
+        for batch in (piece for whole in group for piece in micro_batches(whole, args.max_tokens_per_batch)):
             batch = {k: v.to(device) for k, v in batch.items()}
-            with _autocast(device):
+            with _autocast(device, model):
                 logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
             ce = F.cross_entropy(
                 logits[:, :-1].float().reshape(-1, logits.shape[-1]),
@@ -244,6 +284,9 @@ def train(
     device = args.resolved_device()
     model.to(device)
     torch.manual_seed(args.seed)
+    checkpointing = _checkpointing(model, args)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
     prepared = method.prepare(model, config)
     try:
         penalty = regularization.penalty(method, prepared, device) if regularization is not None else None
@@ -262,6 +305,9 @@ def train(
         patch = method.extract_patch(prepared, config)
     finally:
         method.cleanup(prepared)
+        if checkpointing:
+            disable: Any = model.activation_checkpointing_disable
+            disable()
     if regularization is not None:
         patch.method_config = stored_config(patch.method_config, regularization.name, regularization.stored())
     patch.metadata.update({"steps": str(len(losses)), "seed": str(args.seed)})
@@ -273,7 +319,23 @@ def train(
         seconds=seconds,
         trainable_params=sum(p.numel() for p in prepared.params.values()),
         step_seconds=step_seconds,
+        peak_gpu_bytes=torch.cuda.max_memory_allocated(device) if device.type == "cuda" else None,
+        gradient_checkpointing=checkpointing,
     )
+
+
+def _checkpointing(model: nn.Module, args: TrainArgs) -> bool:
+    """Turn gradient checkpointing on when asked (or, unasked, for large models); say if it is."""
+    wanted = args.gradient_checkpointing
+    if wanted is None:
+        wanted = sum(p.numel() for p in model.parameters()) >= CHECKPOINTING_MIN_PARAMS
+    enable = getattr(model, "activation_checkpointing_enable", None)  # transformers 5's name
+    if not wanted or enable is None or not getattr(model, "supports_gradient_checkpointing", False):
+        if args.gradient_checkpointing:
+            raise ConfigError(f"{type(model).__name__} does not support gradient checkpointing")
+        return False
+    enable(activation_checkpointing_kwargs={"use_reentrant": False})
+    return True
 
 
 def train_to_patch(
@@ -319,13 +381,21 @@ def train_to_patch(
             )
         )
     tokenizer = load_tokenizer(model_dir)
-    model = load_causal_lm(model_dir, dtype=torch.float32)
+    model = load_causal_lm(model_dir, dtype=training_dtype(args.resolved_device()))
     result = train(
         model, tokenizer, rows, chosen, config, args, on_progress=on_progress, regularization=regularization
     )
     result.patch.metadata["data_sha256"] = _sha256(Path(data_path))
     save_patch(result.patch, out_path)
     return out_path, result
+
+
+def training_dtype(device: torch.device) -> torch.dtype:
+    """bf16 weights on a CUDA device that has it (the trainable tensors stay fp32: LoRA adapters,
+    S²FT deltas, Propulsion scales, `full`'s master copies), fp32 on CPU."""
+    if device.type == "cuda" and torch.cuda.is_bf16_supported():
+        return torch.bfloat16
+    return torch.float32
 
 
 def _sha256(path: Path) -> str:

@@ -36,6 +36,8 @@ TRAIN_ARGS: dict[str, type] = {
     "max_length": int,
     "warmup_steps": int,
     "seed": int,
+    "max_tokens_per_batch": int,
+    "gradient_checkpointing": bool,
 }
 
 
@@ -73,6 +75,11 @@ def _check_args(args: dict[str, Any]) -> dict[str, Any]:
         if value is None:
             continue
         kind = TRAIN_ARGS[key]
+        if kind is bool:
+            if not isinstance(value, bool):
+                raise InvalidInput(f"training argument {key}={value!r}: expected true or false")
+            out[key] = value
+            continue
         if (
             isinstance(value, bool)
             or not isinstance(value, int | float)

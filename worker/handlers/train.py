@@ -74,6 +74,9 @@ def run(ctx: JobContext) -> dict[str, Any]:
         "train_steps": result.steps,
         "train_tokens": result.tokens,
         "train_seconds": round(result.seconds, 3),
+        "train_tokens_per_s": round(result.tokens_per_s, 1),
+        "gradient_checkpointing": result.gradient_checkpointing,
+        **({"peak_gpu_gb": round(result.peak_gpu_bytes / 2**30, 3)} if result.peak_gpu_bytes else {}),
     }
     with ctx.transaction() as s:
         patch = patches.register_patch(

@@ -1,5 +1,6 @@
 """Full fine-tuning of chosen weights; the patch holds W_after − W_before in fp32, as [out, in].
 
+A bf16/fp16 base trains fp32 master copies of the target weights, put back bit for bit after.
 Linear and Conv1D weights train as they are (a Conv1D delta is transposed into [out, in] when the
 patch is made); a 3-D expert parameter trains whole and gives one delta per expert.
 """
@@ -74,6 +75,9 @@ class FullMethod(Method):
         # alone, and the input embeddings never move (PEFT leaves them alone too).
         ties = [tie for t in trained if t.attr == "weight" and (tie := untie(model, t.owner)) is not None]
         before = {t.param_name: t.param.detach().clone() for t in trained}
+        for t in trained:  # fp32 master copies of bf16/fp16 weights: the optimizer steps in fp32
+            if t.param.dtype != torch.float32:
+                t.param.data = t.param.data.float()
         return model, {"trained": trained, "before": before, "ties": ties}
 
     def select_params(self, wrapped: nn.Module, state: dict[str, Any]) -> dict[str, nn.Parameter]:
@@ -98,7 +102,7 @@ class FullMethod(Method):
         """Restore the base weights bit for bit, so the model is the base again."""
         with torch.no_grad():
             for t in prepared.state["trained"]:
-                t.param.copy_(prepared.state["before"][t.param_name])
+                t.param.data = prepared.state["before"][t.param_name]  # dtype and bits as they were
                 t.param.requires_grad_(False)
         for tie in prepared.state["ties"]:
             tie.retie()
