@@ -13,12 +13,12 @@ import argparse
 import json
 import time
 
-_VOCAB = {"num_key_value_heads": 8, "vocab_size": 128256}
+_COMMON = {"num_attention_heads": 32, "num_key_value_heads": 8, "vocab_size": 128256}
 SHAPES = {  # the published configs' sizes (meta-llama/Llama-3.2-1B, Llama-3.1-8B)
-    "1b": {"hidden_size": 2048, "intermediate_size": 8192, "num_hidden_layers": 16, "num_attention_heads": 32,
-           "tie_word_embeddings": True, **_VOCAB},
-    "8b": {"hidden_size": 4096, "intermediate_size": 14336, "num_hidden_layers": 32, "num_attention_heads": 32,
-           "tie_word_embeddings": False, **_VOCAB},
+    "1b": {"hidden_size": 2048, "intermediate_size": 8192, "num_hidden_layers": 16,
+           "tie_word_embeddings": True, **_COMMON},
+    "8b": {"hidden_size": 4096, "intermediate_size": 14336, "num_hidden_layers": 32,
+           "tie_word_embeddings": False, **_COMMON},
 }  # fmt: skip
 
 
