@@ -2,10 +2,11 @@
 
     .venv/bin/python bench/release_day.py --hidden 640 --layers 10 --patches 20 [--root DIR]
 
-(a) release day: N LoRA patches (one per domain) on v1 of a random Llama (~50M parameters at
-    the defaults); registering v2 queues `port_all`; one worker ports, evaluates and gates them
-    all, first with resident bases (`--model-cache-gb` default), then reloading per job
-    (`--model-cache-gb 0`). Reports patches/minute, model loads, and the ratio.
+(a) release day: N LoRA patches (one per domain) on v1 of a random Llama (~60M parameters at
+    the defaults), each evaluated on v1 beforehand (not timed); registering v2 queues
+    `port_all`; one worker ports, evaluates and gates them all, first with resident bases
+    (`--model-cache-gb` default), then reloading per job (`--model-cache-gb 0`). Reports
+    patches/minute, model loads, and the ratio.
 (b) merged export: peak anonymous RSS of the streamed merge at three model sizes, each in a fresh
     process (sampled every millisecond), against the largest shard.
 (c) patch switch on a resident model: our apply + revert vs PEFT's load_adapter + merge + unmerge
@@ -75,7 +76,7 @@ def release_day(root: Path, hidden: int, layers: int, n: int) -> dict[str, Any]:
 
     from registry import migrate
     from registry.db import make_engine, session_factory, transaction
-    from registry.services import bases, datasets, domains, patches
+    from registry.services import bases, datasets, domains, jobs, patches
     from registry.store import LocalStore
     from trainer.family import domain_rows, write_jsonl
     from trainer.patch.io import save_patch
@@ -99,20 +100,22 @@ def release_day(root: Path, hidden: int, layers: int, n: int) -> dict[str, Any]:
         engine = make_engine(f"sqlite:///{home / 'registry.db'}")
         migrate.upgrade(engine)
         factory, store = session_factory(engine), LocalStore(home / "artifacts")
+        config = WorkerConfig(
+            work_root=home / "work", poll_seconds=0.05, backoff_seconds=0, model_cache_bytes=cache
+        )
         with transaction(factory) as s:
             bases.register_base(s, "bench:v1", str(root / "v1"))
             for i, path in enumerate(files[:1] if label == "warm-up" else files):
                 domains.create_domain(s, f"d{i}")
                 datasets.add_dataset(s, store, f"d{i}", "quiz", quiz, "eval")
-                patches.register_patch(s, store, f"d{i}", "bench:v1", path, "imported")
+                patch = patches.register_patch(s, store, f"d{i}", "bench:v1", path, "imported")
+                jobs.enqueue(s, "evaluate", {"patch_id": patch.id}, dedupe_key=f"evaluate:{patch.id}")
+        # Before the release (not timed): each patch was evaluated on v1, as trained patches are,
+        # so its port reuses the stored source numbers, as it would in production.
+        Worker(factory, store, config).run(until_idle=True)
+        with transaction(factory) as s:
             bases.register_base(s, "bench:v2", str(root / "v2"), parent="bench:v1")
-        worker = Worker(
-            factory,
-            store,
-            WorkerConfig(
-                work_root=home / "work", poll_seconds=0.05, backoff_seconds=0, model_cache_bytes=cache
-            ),
-        )
+        worker = Worker(factory, store, config)
         started = time.perf_counter()
         ran = worker.run(until_idle=True)
         seconds = time.perf_counter() - started
