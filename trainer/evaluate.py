@@ -22,7 +22,7 @@ from trainer.data import (
     IGNORE_INDEX,
     Example,
     as_rows,
-    encode_pair,
+    encode_choices,
     encode_rows,
     iter_batches,
     pad_token_id,
@@ -46,7 +46,7 @@ def _device_of(model: nn.Module) -> torch.device:
     return next(model.parameters()).device
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def _token_logprobs(
     model: nn.Module, examples: Sequence[Example], pad_id: int, batch_size: int
 ) -> list[torch.Tensor]:
@@ -62,6 +62,41 @@ def _token_logprobs(
         for row_lp, row_labels in zip(picked, labels, strict=True):
             out.append(row_lp[row_labels != IGNORE_INDEX].cpu())
     return out
+
+
+@torch.inference_mode()
+def choice_scores(
+    model: nn.Module, tokenizer: Any, prompt: str, choices: Sequence[str], max_length: int
+) -> list[float]:
+    """Summed log-likelihood of each choice's tokens after `prompt`. The prompt runs once; its KV
+    cache is repeated for the choices, which run as one right-padded batch (a pad only ever
+    follows the tokens that are scored, so it changes nothing under the causal mask)."""
+    device = _device_of(model)
+    prompt_ids, choice_ids = encode_choices(tokenizer, prompt, choices, max_length)
+    if not prompt_ids:  # nothing to condition on: the first token is unscored, as in the loss pass
+        return [
+            float(_token_logprobs(model, [Example(ids, [IGNORE_INDEX, *ids[1:]])], 0, 1)[0].double().sum())
+            for ids in choice_ids
+        ]
+    out = model(input_ids=torch.tensor([prompt_ids], device=device), use_cache=True)
+    first = F.log_softmax(out.logits[0, -1].float(), dim=-1)
+    cache = out.past_key_values
+    cache.batch_repeat_interleave(len(choices))
+    width = max(len(ids) for ids in choice_ids)
+    batch = torch.zeros((len(choices), width), dtype=torch.long, device=device)
+    for i, ids in enumerate(choice_ids):
+        batch[i, : len(ids)] = torch.tensor(ids)
+    mask = torch.ones((len(choices), len(prompt_ids) + width), dtype=torch.long, device=device)
+    logits = model(input_ids=batch, attention_mask=mask, past_key_values=cache, use_cache=True).logits
+    following = F.log_softmax(logits[:, :-1].float(), dim=-1)
+    scores = []
+    for i, ids in enumerate(choice_ids):
+        total = first[ids[0]].double()
+        if len(ids) > 1:
+            picked = following[i, : len(ids) - 1].gather(-1, torch.tensor(ids[1:], device=device)[:, None])
+            total = total + picked.double().sum()
+        scores.append(float(total))
+    return scores
 
 
 def evaluate(
@@ -84,19 +119,10 @@ def evaluate(
         choice_rows = [r for r in parsed if r.choices]
         accuracy = None
         if choice_rows:
-            candidates = [
-                encode_pair(tokenizer, r.prompt, c, max_length, eos=False)
-                for r in choice_rows
-                for c in r.choices
-            ]
-            scores = [
-                float(lp.double().sum()) for lp in _token_logprobs(model, candidates, pad_id, batch_size)
-            ]
-            correct, start = 0, 0
+            correct = 0
             for r in choice_rows:
-                row_scores = scores[start : start + len(r.choices)]
-                start += len(r.choices)
-                correct += int(max(range(len(row_scores)), key=row_scores.__getitem__) == r.answer)
+                scores = choice_scores(model, tokenizer, r.prompt, r.choices, max_length)
+                correct += int(max(range(len(scores)), key=scores.__getitem__) == r.answer)
             accuracy = correct / len(choice_rows)
     finally:
         model.train(was_training)
