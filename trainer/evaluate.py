@@ -50,17 +50,23 @@ def _device_of(model: nn.Module) -> torch.device:
 def _token_logprobs(
     model: nn.Module, examples: Sequence[Example], pad_id: int, batch_size: int
 ) -> list[torch.Tensor]:
-    """Per example, the log-probabilities of its labelled tokens (fp32, in order)."""
+    """Per example, the log-probabilities of its labelled tokens (fp32, in the given order).
+
+    Examples run in batches of similar length (sorted), so little of each batch is padding."""
     device = _device_of(model)
-    out: list[torch.Tensor] = []
-    for batch in iter_batches(examples, batch_size, pad_id, generator=None):
+    order = sorted(range(len(examples)), key=lambda i: len(examples[i].input_ids))
+    out: list[torch.Tensor] = [torch.empty(0)] * len(examples)
+    ranked = [examples[i] for i in order]
+    position = 0
+    for batch in iter_batches(ranked, batch_size, pad_id, generator=None):
         batch = {k: v.to(device) for k, v in batch.items()}
         logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
         labels = batch["labels"][:, 1:]
         logprobs = F.log_softmax(logits[:, :-1].float(), dim=-1)
         picked = logprobs.gather(-1, labels.clamp_min(0).unsqueeze(-1)).squeeze(-1)
         for row_lp, row_labels in zip(picked, labels, strict=True):
-            out.append(row_lp[row_labels != IGNORE_INDEX].cpu())
+            out[order[position]] = row_lp[row_labels != IGNORE_INDEX].cpu()
+            position += 1
     return out
 
 
@@ -87,7 +93,7 @@ def choice_scores(
     for i, ids in enumerate(choice_ids):
         batch[i, : len(ids)] = torch.tensor(ids)
     mask = torch.ones((len(choices), len(prompt_ids) + width), dtype=torch.long, device=device)
-    logits = model(input_ids=batch, attention_mask=mask, past_key_values=cache, use_cache=True).logits
+    logits = model(input_ids=batch, attention_mask=mask, cache=cache, use_cache=True).logits
     following = F.log_softmax(logits[:, :-1].float(), dim=-1)
     scores = []
     for i, ids in enumerate(choice_ids):
