@@ -239,15 +239,19 @@ def main() -> None:
     parser.add_argument("--merge-sizes", default="512x4,1024x8,1536x16", help="HIDDENxLAYERS,... for (b)")
     parser.add_argument("--repeats", type=int, default=10)
     parser.add_argument("--root", type=Path, default=None)
+    parser.add_argument("--sections", default="release,switch,merge", help="which of release,switch,merge")
     args = parser.parse_args()
     root = args.root or Path(tempfile.mkdtemp(prefix="patchreg-release-day-"))
     root.mkdir(parents=True, exist_ok=True)
     sizes = [tuple(int(x) for x in s.split("x")) for s in args.merge_sizes.split(",")]
-    report = {
-        "release_day": release_day(root, args.hidden, args.layers, args.patches),
-        "patch_switch": patch_switch(root, args.hidden, args.layers, args.repeats),
-        "merged_export": merged_export(root, sizes),  # type: ignore[arg-type]
-    }
+    sections = set(args.sections.split(","))
+    report: dict[str, Any] = {}
+    if "release" in sections or "switch" in sections:
+        report["release_day"] = release_day(root, args.hidden, args.layers, args.patches)
+    if "switch" in sections:
+        report["patch_switch"] = patch_switch(root, args.hidden, args.layers, args.repeats)
+    if "merge" in sections:
+        report["merged_export"] = merged_export(root, sizes)  # type: ignore[arg-type]
     print(json.dumps(report, indent=2))
 
 
