@@ -1,7 +1,8 @@
 """Evaluation: token-weighted loss and perplexity, and multiple-choice accuracy.
 
 Accuracy scores each choice by the summed log-likelihood of its tokens given the prompt (no length
-normalisation, ties go to the first choice). A patch can be applied for the evaluation and is
+normalisation, ties go to the first choice); the prompt runs once per row and its KV cache serves
+all the choices. A patch can be applied for the evaluation and is
 reverted afterwards, so the same loaded base serves "base alone" and "base + patch".
 """
 
