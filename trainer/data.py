@@ -38,18 +38,6 @@ def _ids(tokenizer, text: str, special: bool) -> list[int]:
     return list(tokenizer(text, add_special_tokens=special)["input_ids"])
 
 
-def encode_choices(
-    tokenizer, prompt: str, choices: Sequence[str], max_length: int
-) -> tuple[list[int], list[list[int]]]:
-    """(prompt ids, ids of each choice) for scoring the choices after one shared prompt: each
-    choice is cut to `max_length` and the prompt keeps its end, room made for the longest choice
-    (`encode_pair` makes room per choice; the two differ only for prompts that must be cut)."""
-    choice_ids = [_ids(tokenizer, c, special=False)[:max_length] for c in choices]
-    room = max_length - max(len(c) for c in choice_ids)
-    prompt_ids = _ids(tokenizer, prompt, special=True)
-    return (prompt_ids[-room:] if room > 0 else []), choice_ids
-
-
 def encode_pair(tokenizer, prompt: str, completion: str, max_length: int, eos: bool) -> Example:
     """Prompt (with the tokenizer's own BOS handling) + completion; loss on the completion only.
 

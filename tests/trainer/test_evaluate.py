@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 
-import pytest
 import torch
 import torch.nn.functional as F
 
@@ -62,22 +61,3 @@ def test_evaluate_directory_with_a_patch_changes_the_loss(tiny_model_dir, write_
     again = evaluate_directory(tiny_model_dir, data)
     assert patched.loss != base.loss and again.loss == base.loss
     assert base.rows == len(train_rows)
-
-
-@pytest.mark.parametrize("model_type", ["llama", "gemma2", "gpt2", "falcon", "opt", "mixtral", "gemma3"])
-def test_choices_sharing_their_prompt_score_as_whole_sequences_do(model_type: str) -> None:
-    """The prompt runs once and its KV cache serves every choice; the scores equal running each
-    prompt + choice on its own (the old way), on architectures with different caches."""
-    from trainer import zoo
-    from trainer.data import encode_pair
-    from trainer.evaluate import _token_logprobs, choice_scores
-    from trainer.tiny import build_tokenizer
-
-    tokenizer, model = build_tokenizer(512), zoo.build(model_type)
-    prompt, choices = (
-        "The patient reported a mild fever and",
-        [" a dry cough", " nothing", " three days of rest"],
-    )
-    shared = choice_scores(model, tokenizer, prompt, choices, 256)
-    alone = _token_logprobs(model, [encode_pair(tokenizer, prompt, c, 256, eos=False) for c in choices], 0, 8)
-    assert shared == pytest.approx([float(lp.double().sum()) for lp in alone], abs=1e-5)
