@@ -205,7 +205,7 @@ def patch_switch(root: Path, hidden: int, layers: int, repeats: int) -> dict[str
     base = root / "v1"
     model = load_causal_lm(base, dtype=torch.float32)
     patch = lora_patch(model, 1)
-    adapter = export_peft(patch, root / "adapter", str(base))
+    adapter = export_peft(patch, Path(tempfile.mkdtemp(dir=root)) / "adapter", str(base))
     ours = []
     for _ in range(repeats):
         t0 = time.perf_counter()
@@ -246,9 +246,11 @@ def main() -> None:
     sizes = [tuple(int(x) for x in s.split("x")) for s in args.merge_sizes.split(",")]
     sections = set(args.sections.split(","))
     report: dict[str, Any] = {}
-    if "release" in sections or "switch" in sections:
+    if "release" in sections:
         report["release_day"] = release_day(root, args.hidden, args.layers, args.patches)
     if "switch" in sections:
+        if not (root / "v1").exists():
+            save(llama(args.hidden, args.layers), root / "v1")
         report["patch_switch"] = patch_switch(root, args.hidden, args.layers, args.repeats)
     if "merge" in sections:
         report["merged_export"] = merged_export(root, sizes)  # type: ignore[arg-type]

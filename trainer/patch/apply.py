@@ -15,7 +15,7 @@ from torch import nn
 from core.errors import IncompatibleModel
 from core.fit import module_misfit
 from trainer.patch.targets import Target, all_targets
-from trainer.patch.tying import Untied, untie
+from trainer.patch.tying import Untied, shared_weights, untie
 from trainer.patch.types import Columns, Delta, Dense, LowRank, Patch, Rows, delta_shapes, max_index
 
 
@@ -119,7 +119,8 @@ def _apply_one(target: Target, delta: Delta) -> _Saved:
     if isinstance(delta, LowRank):
         a = delta.A.to(device=dev, dtype=torch.float32)
         b = delta.B.to(device=dev, dtype=torch.float32)
-        w.copy_((w.float() + delta.scale * (b @ a)).to(dtype))
+        update = b @ a  # scale·(B·A) + W, in place on one temporary: the same bits as W + scale·(B·A)
+        w.copy_(update.mul_(delta.scale).add_(w.float()).to(dtype))
     elif isinstance(delta, Dense):
         w.copy_((w.float() + delta.delta.to(device=dev, dtype=torch.float32)).to(dtype))
     else:
@@ -141,12 +142,13 @@ def apply_patch(model: nn.Module, patch: Patch) -> AppliedPatch:
     private copy first, so only it changes: the input embeddings stay as they are, as in PEFT.
     """
     targets = check_compatible(model, patch)
+    shared = shared_weights(model)
     saved: list[_Saved] = []
     untied: dict[str, Untied] = {}
     try:
         for name, delta in sorted(patch.deltas.items()):
             hit = targets[name]
-            if hit.is_module and (tie := untie(model, hit.module)) is not None:
+            if hit.is_module and (tie := untie(model, hit.module, shared)) is not None:
                 untied[name] = tie
             saved.append(_apply_one(hit, delta))
     except BaseException:

@@ -11,12 +11,22 @@ from typing import Any
 from torch import nn
 
 
-def shares_weight(model: nn.Module, module: nn.Module) -> bool:
-    """Whether another module of `model` holds the very same weight Parameter as `module`."""
+def shared_weights(model: nn.Module) -> set[int]:
+    """ids of the weight Parameters that more than one module of `model` holds (one walk, so a
+    patch over many modules asks the model once)."""
+    holders: dict[int, int] = {}
+    for module in model.modules():
+        weight = getattr(module, "weight", None)
+        if isinstance(weight, nn.Parameter):
+            holders[id(weight)] = holders.get(id(weight), 0) + 1
+    return {key for key, count in holders.items() if count > 1}
+
+
+def shares_weight(model: nn.Module, module: nn.Module, shared: set[int] | None = None) -> bool:
+    """Whether another module of `model` holds the very same weight Parameter as `module`
+    (`shared`: `shared_weights(model)`, when the caller asks about many modules)."""
     weight = getattr(module, "weight", None)
-    return weight is not None and any(
-        other is not module and getattr(other, "weight", None) is weight for other in model.modules()
-    )
+    return weight is not None and id(weight) in (shared if shared is not None else shared_weights(model))
 
 
 @dataclass
@@ -30,14 +40,14 @@ class Untied:
         self.module.weight = self.shared
 
 
-def untie(model: nn.Module, module: nn.Module) -> Untied | None:
+def untie(model: nn.Module, module: nn.Module, shared: set[int] | None = None) -> Untied | None:
     """Give `module` its own copy of a shared weight (bit-identical); None when nothing is shared."""
-    if not shares_weight(model, module):
+    if not shares_weight(model, module, shared):
         return None
-    shared = module.weight
-    assert isinstance(shared, nn.Parameter)
-    module.weight = nn.Parameter(shared.detach().clone(), requires_grad=shared.requires_grad)
-    return Untied(module, shared)
+    weight = module.weight
+    assert isinstance(weight, nn.Parameter)
+    module.weight = nn.Parameter(weight.detach().clone(), requires_grad=weight.requires_grad)
+    return Untied(module, weight)
 
 
 def untie_config(config: Any) -> None:
