@@ -19,11 +19,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from core.checkpoint import read_json, weight_files
 from core.errors import InvalidInput, MalformedFile
 from core.safetensors_header import TensorInfo, read_safetensors_header
 from registry.store import sha256_file
 
-INDEX_FILE = "model.safetensors.index.json"
 # Keys that say how or where a config was saved, not what the model is.
 VOLATILE_CONFIG_KEYS = frozenset({"transformers_version", "_name_or_path", "_commit_hash"})
 TOKENIZER_JSON_KEYS = ("model", "normalizer", "pre_tokenizer", "post_processor", "added_tokens")
@@ -59,39 +59,11 @@ def _sha(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def _read_json(path: Path) -> Any:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise MalformedFile(f"{path.name}: not valid JSON ({exc})") from None
-
-
-def weight_files(model_dir: Path) -> list[Path]:
-    """The safetensors files of a checkpoint: from the shard index if there is one."""
-    index = model_dir / INDEX_FILE
-    if index.exists():
-        weight_map = _read_json(index).get("weight_map")
-        if not isinstance(weight_map, dict) or not weight_map:
-            raise MalformedFile(f"{INDEX_FILE}: has no weight_map")
-        files = sorted({model_dir / name for name in weight_map.values()})
-        missing = [f.name for f in files if not f.exists()]
-        if missing:
-            raise MalformedFile(f"{INDEX_FILE}: lists shards that are missing: {', '.join(missing)}")
-        return files
-    files = sorted(model_dir.glob("*.safetensors"))
-    if not files:
-        found = "pytorch_model.bin" if (model_dir / "pytorch_model.bin").exists() else "no weight files"
-        raise InvalidInput(
-            f"{model_dir}: no safetensors weights ({found}); save the model with safe_serialization"
-        )
-    return files
-
-
 def tokenizer_fingerprint(model_dir: Path) -> str | None:
     tok_json = model_dir / "tokenizer.json"
     parts: dict[str, Any] = {}
     if tok_json.exists():
-        data = _read_json(tok_json)
+        data = read_json(tok_json)
         parts["tokenizer.json"] = {k: data.get(k) for k in TOKENIZER_JSON_KEYS}
     for name in TOKENIZER_VOCAB_FILES:
         if (model_dir / name).exists():
@@ -101,9 +73,9 @@ def tokenizer_fingerprint(model_dir: Path) -> str | None:
     special = model_dir / "special_tokens_map.json"
     config = model_dir / "tokenizer_config.json"
     if special.exists():
-        parts["special_tokens_map"] = _read_json(special)
+        parts["special_tokens_map"] = read_json(special)
     if config.exists():
-        cfg = _read_json(config)
+        cfg = read_json(config)
         parts["special_tokens"] = {k: v for k, v in cfg.items() if k.endswith("_token")}
     return _sha(_canonical(parts))
 
@@ -118,7 +90,7 @@ def fingerprint_model_dir(
     config_path = model_dir / "config.json"
     if not config_path.exists():
         raise InvalidInput(f"{model_dir}: no config.json (is this a saved transformers model?)")
-    config = _read_json(config_path)
+    config = read_json(config_path)
     if not isinstance(config, dict) or not isinstance(config.get("model_type"), str):
         raise MalformedFile(f"{config_path.name}: has no model_type")
     architectures = config.get("architectures") or [config["model_type"]]

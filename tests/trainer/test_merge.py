@@ -13,11 +13,12 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from core.checkpoint import INDEX_FILE as INDEX
 from trainer import zoo
 from trainer.hf import load_causal_lm
 from trainer.patch.apply import apply_patch
 from trainer.patch.io import save_patch
-from trainer.patch.merge import BLOCK_BYTES, INDEX, merge_into_directory
+from trainer.patch.merge import BLOCK_BYTES, merge_into_directory
 from trainer.patch.targets import all_targets
 from trainer.patch.types import Columns, Dense, LowRank, Patch, Rows, Scale
 

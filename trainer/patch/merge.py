@@ -24,12 +24,12 @@ import torch
 
 from core.arch import WeightSource, find_architecture, to_saved, weight_sources
 from core.atomic import atomic_output_dir
+from core.checkpoint import INDEX_FILE, read_config, tensor_table, weight_files
 from core.errors import IncompatibleModel
 from core.fit import module_misfit
 from core.safetensors_header import DTYPE_BYTES, TensorInfo, header_bytes, read_safetensors_header
 from trainer.patch.types import Columns, Delta, Dense, LowRank, Patch, Rows, Scale, delta_shapes, max_index
 
-INDEX = "model.safetensors.index.json"
 COPIED_SUFFIXES = (".json", ".jinja", ".model", ".txt", ".py")
 
 
@@ -121,14 +121,6 @@ def _edited(name: str, tensor: torch.Tensor, edits: list[_Edit]) -> torch.Tensor
     return tensor
 
 
-def _shards(model_dir: Path) -> list[Path]:
-    index = model_dir / INDEX
-    if index.exists():
-        weight_map = json.loads(index.read_text())["weight_map"]
-        return [model_dir / f for f in sorted(set(weight_map.values()))]
-    return sorted(model_dir.glob("*.safetensors"))
-
-
 def _data(tensor: torch.Tensor) -> memoryview:
     """The raw little-endian bytes of a tensor, as safetensors stores them (no copy)."""
     array: Any = tensor.contiguous().reshape(-1).view(torch.uint8).numpy()
@@ -157,14 +149,18 @@ def _blocks(handle: Any, name: str, shape: tuple[int, ...], edits: list[_Edit]) 
 
 
 def _write_shard(
-    shard: Path, out: Path, edits: dict[str, list[_Edit]], heads: dict[str, tuple[str, Delta]]
+    shard: Path,
+    header: tuple[dict[str, TensorInfo], dict[str, str]],
+    out: Path,
+    edits: dict[str, list[_Edit]],
+    heads: dict[str, tuple[str, Delta]],
 ) -> dict[str, int]:
     """Write one merged shard (header first, from the input's), block by block: only one row block
     of one tensor is in memory. `heads` adds tensors made from one of this shard's (a tied head:
     saved name -> (embedding name, delta)). Returns the added tensors' sizes in bytes."""
     from safetensors import safe_open
 
-    infos, meta = read_safetensors_header(shard)
+    infos, meta = header
     order = sorted(infos.values(), key=lambda info: info.name)
     added_infos = [TensorInfo(name, infos[src].dtype, infos[src].shape) for name, (src, _) in heads.items()]
     sizes = {i.name: i.numel * DTYPE_BYTES[i.dtype] for i in added_infos}
@@ -186,21 +182,19 @@ def write_merged(model_dir: Path | str, patch: Patch, directory: Path) -> None:
     config, tokenizer and index files are copied (the config untied when a tied head got a tensor
     of its own)."""
     model_dir = Path(model_dir)
-    config = json.loads((model_dir / "config.json").read_text())
+    config = read_config(model_dir)
     arch = find_architecture(config)
-    shards = _shards(model_dir)
-    headers = {shard: read_safetensors_header(shard)[0] for shard in shards}
-    table = [[i.name, list(i.shape), i.dtype] for infos in headers.values() for i in infos.values()]
-    sources = weight_sources(arch, table)
+    headers = {shard: read_safetensors_header(shard) for shard in weight_files(model_dir)}
+    sources = weight_sources(arch, tensor_table({shard: infos for shard, (infos, _) in headers.items()}))
     edits, tied = _plan(patch, sources, arch)
     added_sizes: dict[str, tuple[str, int]] = {}
-    for shard in shards:
+    for shard, header in headers.items():
         heads = {
             to_saved(arch, target) + ".weight": (sources[target].pieces[0], patch.deltas[target])
             for target in tied
-            if sources[target].pieces[0] in headers[shard]
+            if sources[target].pieces[0] in header[0]
         }
-        for name, size in _write_shard(shard, directory / shard.name, edits, heads).items():
+        for name, size in _write_shard(shard, header, directory / shard.name, edits, heads).items():
             added_sizes[name] = (shard.name, size)
     _copy_side_files(model_dir, directory, added_sizes, config, arch.text_config if arch else None)
 
@@ -213,21 +207,21 @@ def _copy_side_files(
     text_config: str | None,
 ) -> None:
     for file in sorted(model_dir.iterdir()):
-        if file.is_file() and file.suffix in COPIED_SUFFIXES and file.name not in ("config.json", INDEX):
+        if file.is_file() and file.suffix in COPIED_SUFFIXES and file.name not in ("config.json", INDEX_FILE):
             shutil.copy2(file, directory / file.name)
     if extra:
         config["tie_word_embeddings"] = False
         if text_config and isinstance(config.get(text_config), dict):
             config[text_config]["tie_word_embeddings"] = False
     (directory / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
-    index = model_dir / INDEX
+    index = model_dir / INDEX_FILE
     if index.exists():
         data = json.loads(index.read_text())
         metadata = data.setdefault("metadata", {})
         for name, (shard_name, size) in extra.items():
             data["weight_map"][name] = shard_name
             metadata["total_size"] = metadata.get("total_size", 0) + size
-        (directory / INDEX).write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+        (directory / INDEX_FILE).write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
 
 
 def merge_into_directory(model_dir: Path | str, patch: Patch, out_dir: Path | str) -> Path:

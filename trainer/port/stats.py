@@ -12,7 +12,6 @@ built at full size for lowrank, columns and rows.
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
@@ -23,14 +22,12 @@ from typing import Any
 import torch
 
 from core.arch import WeightSource, find_architecture, weight_sources
+from core.checkpoint import read_config, shard_headers, tensor_table
 from core.errors import ConfigError, IncompatibleModel
 from core.fit import module_misfit
-from core.safetensors_header import read_safetensors_header
 from trainer.patch.types import Columns, Delta, Dense, LowRank, Patch, Rows, delta_shapes, max_index
 
 DEFAULT_TAU = 0.1
-SINGLE_FILE = "model.safetensors"
-INDEX_FILE = "model.safetensors.index.json"
 
 
 @dataclass(frozen=True)
@@ -83,25 +80,9 @@ class _Checkpoint:
     def __init__(self, directory: Path, label: str, stack: ExitStack) -> None:
         self.directory, self.label, self._stack = directory, label, stack
         self._handles: dict[str, Any] = {}
-        if (directory / INDEX_FILE).is_file():
-            try:
-                self._files = dict(json.loads((directory / INDEX_FILE).read_text())["weight_map"])
-            except (ValueError, KeyError, TypeError) as exc:
-                raise ConfigError(
-                    f"{directory / INDEX_FILE}: not a valid safetensors index ({exc})"
-                ) from None
-        elif (directory / SINGLE_FILE).is_file():
-            self._files = {key: SINGLE_FILE for key in read_safetensors_header(directory / SINGLE_FILE)[0]}
-        else:
-            raise ConfigError(
-                f"{directory}: no {SINGLE_FILE} or {INDEX_FILE} (only safetensors checkpoints are read)"
-            )
-        table = [
-            [info.name, list(info.shape), info.dtype]
-            for filename in sorted(set(self._files.values()))
-            for info in read_safetensors_header(directory / filename)[0].values()
-        ]
-        self.sources = weight_sources(find_architecture(_config(directory)), table)
+        headers = shard_headers(directory)
+        self._files = {name: path.name for path, infos in headers.items() for name in infos}
+        self.sources = weight_sources(find_architecture(read_config(directory)), tensor_table(headers))
 
     def _open(self, filename: str) -> Any:
         from safetensors import safe_open
@@ -127,18 +108,6 @@ class _Checkpoint:
         if source.transposed:
             pieces = [piece.T for piece in pieces]
         return pieces[0] if len(pieces) == 1 else torch.cat(pieces, dim=0)
-
-
-def _config(directory: Path) -> dict[str, Any]:
-    """config.json as a dict ({} when absent: the checkpoint's names are then taken as they are)."""
-    path = directory / "config.json"
-    if not path.is_file():
-        return {}
-    try:
-        config = json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, ValueError) as exc:
-        raise ConfigError(f"{path}: not valid JSON ({exc})") from None
-    return config if isinstance(config, dict) else {}
 
 
 @contextmanager
