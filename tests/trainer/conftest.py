@@ -10,23 +10,22 @@ import pytest
 
 
 def make_random_patch(model, spec: dict[str, str], seed: int = 0, ranks: dict[str, int] | None = None):
-    """A Patch with random, clearly non-zero deltas of the given kind per module of `model`.
+    """A Patch with random, clearly non-zero deltas of the given kind per target of `model` (a
+    Linear, a Conv1D or an expert slice, shaped [out, in] as `trainer.patch.targets` sees it).
 
     Magnitudes are large enough to move the logits visibly, so a test comparing two ways of applying
     the patch cannot pass by both being no-ops.
     """
     import torch
-    from torch import nn
 
+    from trainer.patch.targets import all_targets
     from trainer.patch.types import Columns, Dense, LowRank, Patch, Rows, Scale
 
-    modules = dict(model.named_modules())
+    targets = all_targets(model)
     gen = torch.Generator().manual_seed(seed)
     deltas = {}
     for name, kind in spec.items():
-        module = modules[name]
-        assert isinstance(module, nn.Linear)
-        out_f, in_f = module.weight.shape
+        out_f, in_f = targets[name].shape
         rank = (ranks or {}).get(name, 4)
         if kind == "lowrank":
             a = torch.randn(rank, in_f, generator=gen) * 0.3

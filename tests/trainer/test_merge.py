@@ -6,13 +6,13 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 
 import pytest
 import torch
 from safetensors.torch import load_file
 
+from bench.release_day import PEAK  # the sampler the merged-export benchmark uses
 from core.checkpoint import INDEX_FILE as INDEX
 from trainer import zoo
 from trainer.hf import load_causal_lm
@@ -88,36 +88,6 @@ def test_streamed_merge_of_a_sharded_checkpoint_equals_the_patch_applied_in_memo
     assert torch.equal(tensors["model.embed_tokens.weight"], model.state_dict()["model.embed_tokens.weight"])
 
 
-PEAK_SCRIPT = textwrap.dedent(
-    """
-    import sys, threading, time
-    from pathlib import Path
-    from trainer.patch.io import load_patch
-    from trainer.patch.merge import merge_into_directory
-
-    def anonymous():
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("RssAnon:"):
-                return int(line.split()[1]) * 1024
-
-    patch = load_patch(sys.argv[2])
-    before, peak, done = anonymous(), [0], []
-
-    def sample():
-        while not done:
-            peak[0] = max(peak[0], anonymous())
-            time.sleep(0.001)
-
-    sampler = threading.Thread(target=sample)
-    sampler.start()
-    merge_into_directory(sys.argv[1], patch, sys.argv[3])
-    done.append(True)
-    sampler.join()
-    print(peak[0] - before)
-    """
-)
-
-
 def test_streamed_merge_peak_memory_stays_near_one_shard(tmp_path: Path) -> None:
     """A 235 MB bf16 checkpoint in 40 MB shards merges with a peak anonymous RSS increase (sampled
     every millisecond in a fresh process) under 1.5 shards + the patch; a whole-model load would
@@ -136,12 +106,12 @@ def test_streamed_merge_peak_memory_stays_near_one_shard(tmp_path: Path) -> None
     patch_path = save_patch(_random_patch(model, with_head=False), tmp_path / "patch.safetensors")
     del model
     done = subprocess.run(
-        [sys.executable, "-c", PEAK_SCRIPT, str(base), str(patch_path), str(tmp_path / "merged")],
+        [sys.executable, "-c", PEAK, str(base), str(patch_path), str(tmp_path / "merged")],
         capture_output=True,
         text=True,
         check=True,
     )
-    increase = int(done.stdout.strip().splitlines()[-1])
+    increase = int(done.stdout.split()[0])  # bytes, then seconds
     print(
         f"merged {size / 1e6:.0f} MB, largest shard {largest / 1e6:.0f} MB: "
         f"anonymous RSS +{increase / 1e6:.0f} MB"

@@ -17,14 +17,14 @@ from safetensors.torch import load_file
 from core.arch import find_architecture, weight_sources
 from core.errors import ConfigError
 from core.safetensors_header import read_safetensors_header
+from tests.trainer.conftest import make_random_patch
 from trainer import zoo
 from trainer.patch.apply import apply_patch
 from trainer.patch.model_shapes import target_shapes
 from trainer.patch.peft_experts import param_order
 from trainer.patch.peft_export import export_peft, export_rank
 from trainer.patch.peft_import import import_peft
-from trainer.patch.targets import all_targets
-from trainer.patch.types import Columns, LowRank, Patch, Rows, Scale
+from trainer.patch.types import LowRank, Patch, Scale
 
 ARCHS = ("gpt2", "phi3", "gpt_neox", "falcon", "mixtral", "qwen2_moe")
 IDS = torch.randint(3, 512, (2, 12), generator=torch.Generator().manual_seed(1))
@@ -89,24 +89,9 @@ def _logits(model) -> torch.Tensor:
 
 
 def _random_patch(model, spec, seed=0) -> Patch:
-    """Clearly non-zero deltas of the given kinds, shaped by the model's targets ([out, in])."""
-    gen = torch.Generator().manual_seed(seed)
-    targets = all_targets(model)
-    deltas = {}
-    for name, (kind, k) in spec.items():
-        out_f, in_f = targets[name].shape
-        if kind == "lowrank":
-            a, b = torch.randn(k, in_f, generator=gen) * 0.3, torch.randn(out_f, k, generator=gen) * 0.3
-            deltas[name] = LowRank(A=a, B=b, scale=2.0)
-        elif kind == "columns":
-            idx = torch.randperm(in_f, generator=gen)[:k]
-            deltas[name] = Columns(idx=idx, values=torch.randn(out_f, k, generator=gen) * 0.3)
-        elif kind == "rows":
-            idx = torch.randperm(out_f, generator=gen)[:k]
-            deltas[name] = Rows(idx=idx, values=torch.randn(k, in_f, generator=gen) * 0.3)
-        else:
-            deltas[name] = Scale(s=1.0 + 0.3 * torch.randn(out_f, generator=gen))
-    return Patch(method="test", method_config={}, deltas=deltas)
+    """Clearly non-zero deltas of the given (kind, rank) per target ([out, in])."""
+    kinds = {name: kind for name, (kind, _) in spec.items()}
+    return make_random_patch(model, kinds, seed, ranks={name: k for name, (_, k) in spec.items()})
 
 
 def _applied_logits(bases, model_type, patch) -> torch.Tensor:

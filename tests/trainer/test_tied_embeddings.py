@@ -22,22 +22,10 @@ IDS = torch.tensor([[1, 5, 9, 20, 33, 40, 77, 101]])
 
 @pytest.fixture(scope="module")
 def tied_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from transformers import Qwen2Config, Qwen2ForCausalLM
+    """The zoo's tiny Qwen2, which ties its input embeddings and lm_head."""
+    from trainer import zoo
 
-    torch.manual_seed(0)
-    config = Qwen2Config(
-        vocab_size=512,
-        hidden_size=64,
-        intermediate_size=96,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=64,
-        tie_word_embeddings=True,
-    )
-    path = tmp_path_factory.mktemp("tied") / "qwen2"
-    Qwen2ForCausalLM(config).save_pretrained(path)
-    return path
+    return zoo.save("qwen2", tmp_path_factory.mktemp("tied") / "qwen2")
 
 
 def _load(path: Path):
