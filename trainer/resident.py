@@ -103,6 +103,3 @@ class ResidentModels:
             raise
         self._entries.pop(key, None)
         self._keep(key, entry)
-
-    def clear(self) -> None:
-        self._entries.clear()

@@ -13,7 +13,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from core.arch.catalog import ARCHITECTURES, BY_MODEL_TYPE
+from core.arch.catalog import BY_MODEL_TYPE
 from core.arch.spec import CONV1D, EXPERTS, Architecture
 from core.errors import Unsupported
 
@@ -153,12 +153,3 @@ def _layer_count(arch: Architecture, shapes: Mapping[str, tuple[int, ...]]) -> i
 def _embedding(sources: Mapping[str, WeightSource]) -> str | None:
     candidates = [n for n in sources if n.rsplit(".", 1)[-1] in EMBEDDING_LEAVES and "vision" not in n]
     return sorted(candidates, key=len)[0] if candidates else None
-
-
-def describe_targets(arch: Architecture, method: str) -> list[str]:
-    """Human-readable default targets of `method` on `arch` (layer-relative paths)."""
-    return list(arch.default_targets(method))
-
-
-def all_architectures() -> tuple[Architecture, ...]:
-    return ARCHITECTURES

@@ -21,10 +21,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 LINEAR, CONV1D, EXPERTS = "linear", "conv1d", "experts"
-STORAGE = (LINEAR, CONV1D, EXPERTS)
 CONCAT, GROUPED = "concat", "grouped"
 PARTS = ("q", "k", "v", "o", "gate", "up", "down")
-ATTENTION_PARTS = frozenset({"q", "k", "v", "o"})
 # S²FT's unit kinds (its `<kind>_ratio` settings): the part each trains, and whether a unit is a
 # slice of that part's input columns or output rows.
 S2FT_UNITS = {"o": ("o", "columns"), "v": ("v", "rows"), "d": ("down", "columns"), "u": ("up", "rows")}
@@ -98,14 +96,6 @@ class Architecture:
         projection computing one of the method's default parts."""
         parts = set(self.default_parts(method))
         return tuple(p.path for p in self.projections if parts & set(p.parts))
-
-    @property
-    def has_experts(self) -> bool:
-        return any(p.storage == EXPERTS for p in self.projections)
-
-    @property
-    def storage_kinds(self) -> set[str]:
-        return {p.storage for p in self.projections}
 
 
 def text_config(config: Mapping[str, Any], arch: Architecture | None) -> Mapping[str, Any]:

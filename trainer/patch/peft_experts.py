@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 import torch
 
-from core.arch.naming import all_architectures
+from core.arch.catalog import ARCHITECTURES
 from core.arch.spec import CONV1D, EXPERTS
 from core.errors import ConfigError, MalformedFile
 from trainer.patch.types import LowRank
@@ -37,7 +37,7 @@ def _catalog(storage: str) -> list[tuple[re.Pattern[str], str]]:
     """(regex of a full runtime name, layer-relative path) of every catalog projection of `storage`."""
     return [
         (re.compile(re.escape(a.layers) + r"\.\d+\." + re.escape(p.path)), p.path)
-        for a in all_architectures()
+        for a in ARCHITECTURES
         for p in a.projections
         if p.storage == storage
     ]

@@ -78,13 +78,13 @@ class Target:
 
 
 def architecture_of(model: nn.Module) -> Architecture | None:
-    config: Any = getattr(model, "config", None)
-    return find_architecture(config.to_dict()) if config is not None else None
+    model_type = getattr(getattr(model, "config", None), "model_type", None)
+    return find_architecture({"model_type": model_type}) if model_type else None
 
 
 def all_targets(model: nn.Module) -> dict[str, Target]:
     """Every Linear, Conv1D and expert slice of `model`, by target name."""
-    conv1d = _conv1d_type()
+    conv1d, arch = _conv1d_type(), architecture_of(model)
     found: dict[str, Target] = {}
     module: nn.Module
     for name, module in model.named_modules():
@@ -93,15 +93,14 @@ def all_targets(model: nn.Module) -> dict[str, Target]:
         elif conv1d is not None and isinstance(module, conv1d):
             found[name] = Target(name, module, "conv1d")
         for pname, param in module.named_parameters(recurse=False):
-            if param.dim() == 3 and _is_expert_param(model, name, pname):
+            if param.dim() == 3 and _is_expert_param(arch, name, pname):
                 for e in range(param.shape[0]):
                     full = f"{name}.{pname}.{e}" if name else f"{pname}.{e}"
                     found[full] = Target(full, module, EXPERTS, pname, e)
     return found
 
 
-def _is_expert_param(model: nn.Module, module_name: str, param_name: str) -> bool:
-    arch = architecture_of(model)
+def _is_expert_param(arch: Architecture | None, module_name: str, param_name: str) -> bool:
     if arch is None:
         return False
     path = re.sub(re.escape(arch.layers) + r"\.\d+\.", "", f"{module_name}.{param_name}", count=1)
@@ -109,15 +108,12 @@ def _is_expert_param(model: nn.Module, module_name: str, param_name: str) -> boo
     return projection is not None and projection.storage == EXPERTS
 
 
-def target(model: nn.Module, name: str) -> Target | None:
-    """The target `name` of `model`, or None (works on meta-device models: shapes only)."""
-    found = all_targets(model)
-    return found.get(name)
-
-
 def expert_parent(name: str) -> str:
-    """`model.layers.0.mlp.experts.down_proj.3` -> `model.layers.0.mlp.experts.down_proj`."""
-    return name.rsplit(".", 1)[0]
+    """`model.layers.0.mlp.experts.down_proj.3` -> `model.layers.0.mlp.experts.down_proj`, for a
+    name known to be an expert slice (`core.arch.targets.expert_parent` also answers None)."""
+    parent = arch_targets.expert_parent(name)
+    assert parent is not None, f"{name} is no expert slice"
+    return parent
 
 
 def match_targets(
