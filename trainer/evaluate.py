@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -40,9 +40,19 @@ class EvalResult:
     rows: int
     accuracy: float | None = None  # None when no row has choices
     choice_rows: int = 0
+    # per row, the log-probabilities of every token it scored (its completion, then its choices'),
+    # kept only when asked for (the no-op check compares them between arms); never serialised
+    logprobs: list[torch.Tensor] | None = field(default=None, repr=False, compare=False)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return {
+            "loss": self.loss,
+            "perplexity": self.perplexity,
+            "tokens": self.tokens,
+            "rows": self.rows,
+            "accuracy": self.accuracy,
+            "choice_rows": self.choice_rows,
+        }
 
 
 def _device_of(model: nn.Module) -> torch.device:
@@ -80,8 +90,10 @@ def evaluate(
     *,
     batch_size: int = 8,
     max_length: int = 256,
+    keep_logprobs: bool = False,
 ) -> EvalResult:
-    """Loss/perplexity over every row's completion (text rows: every token), plus choice accuracy."""
+    """Loss/perplexity over every row's completion (text rows: every token), plus choice accuracy;
+    with `keep_logprobs`, every scored token's log-probability too, per row."""
     parsed = as_rows(rows)
     pad_id = pad_token_id(tokenizer)
     was_training = model.training
@@ -92,18 +104,21 @@ def evaluate(
         loss = -float(sum(lp.double().sum() for lp in per_row)) / max(1, n_tokens)
         choice_rows = [r for r in parsed if r.choices]
         accuracy = None
+        scored = [[lp] for lp in per_row]
         if choice_rows:
             candidates = [
                 encode_pair(tokenizer, r.prompt, c, max_length, eos=False)
                 for r in choice_rows
                 for c in r.choices
             ]
-            scores = [
-                float(lp.double().sum()) for lp in _token_logprobs(model, candidates, pad_id, batch_size)
-            ]
+            choice_lps = _token_logprobs(model, candidates, pad_id, batch_size)
+            scores = [float(lp.double().sum()) for lp in choice_lps]
             correct, start = 0, 0
-            for r in choice_rows:
+            for i, r in enumerate(parsed):
+                if not r.choices:
+                    continue
                 row_scores = scores[start : start + len(r.choices)]
+                scored[i].extend(choice_lps[start : start + len(r.choices)])
                 start += len(r.choices)
                 correct += int(max(range(len(row_scores)), key=row_scores.__getitem__) == r.answer)
             accuracy = correct / len(choice_rows)
@@ -116,6 +131,7 @@ def evaluate(
         rows=len(parsed),
         accuracy=accuracy,
         choice_rows=len(choice_rows),
+        logprobs=[torch.cat(parts) for parts in scored] if keep_logprobs else None,
     )
 
 

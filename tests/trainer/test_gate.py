@@ -31,7 +31,7 @@ def test_a_port_must_beat_the_base_and_keep_its_source_gain() -> None:
     )
     assert _port(_row(0.5, 0.6, 0.5, 0.75))[1] == "keeps 40% of its source gain, under 80%"
     assert _port(_row(0.5, 0.5, 0.5, 0.75))[1].startswith("does not beat the base alone (gain +0.0000")
-    assert _port(_row(0.5, 0.9, 0.5, 0.75), noop=NO_CHANGE)[1].startswith("no-op (max logit change 0 <=")
+    assert _port(_row(0.5, 0.9, 0.5, 0.75), noop=NO_CHANGE)[1].startswith("no-op (max output change 0 <=")
     assert _port(_row(0.5, 0.9, 0.5, 0.75), noop={**CHANGES, "reason": "zero delta"})[0] == "degraded"
     assert _port(_row(0.5, 0.6, 0.5, 0.75), gate=GateConfig(keep_fraction=0.3))[0] == "validated"
 
