@@ -83,7 +83,7 @@ def measure(
                     result = evaluate(m, tok, data, keep_logprobs=keep)
                 row[name] = result.to_dict()
                 if keep:
-                    kept[name] = result.logprobs
+                    kept[name] = result.logprobs or []
             rows.append(row)
         if screened.reason is not None:
             noop = screened.unmeasured()
@@ -92,7 +92,7 @@ def measure(
             for name in ("base", patched):
                 if name not in kept:
                     with apply_patch(base, screened.live) if name == patched else nullcontext():
-                        kept[name] = evaluate(base, tokenizer, probe, keep_logprobs=True).logprobs
+                        kept[name] = evaluate(base, tokenizer, probe, keep_logprobs=True).logprobs or []
             n = min(len(kept["base"]), len(kept[patched]))
             noop = screened.compare(kept["base"][:n], kept[patched][:n])
     if on_progress is not None:
