@@ -31,6 +31,7 @@ from trainer.patch.types import Patch
 
 if TYPE_CHECKING:  # the loop calls what it is given; it imports no regulariser at import time
     from trainer.regularizers.base import Penalty, Regularization
+    from trainer.resident import ResidentModels
 
 SCHEDULES = ("cosine", "linear", "constant")
 # Gradient checkpointing is on by default from here: at 1B parameters and 2k-token sequences,
@@ -349,8 +350,12 @@ def train_to_patch(
     regularization: Regularization | None = None,
     general_path: Path | str | None = None,
     on_progress: Callable[[Progress], None] | None = None,
+    models: ResidentModels | None = None,
 ) -> tuple[Path, TrainResult]:
     """Train from files to a patch file (what `patchreg train-local` and the worker run).
+
+    With `models` (a worker's resident bases) the base is borrowed in the training dtype and comes
+    back as it was (every method's cleanup restores it bit for bit); without, it is loaded here.
 
     `config` defaults to the method's defaults. A `regularization` is first made ready for the run
     (ALEWR reuses its importance file if it exists, else measures it on `general_path` and writes it
@@ -380,11 +385,26 @@ def train_to_patch(
                 device=args.device,
             )
         )
-    tokenizer = load_tokenizer(model_dir)
-    model = load_causal_lm(model_dir, dtype=training_dtype(args.resolved_device()))
-    result = train(
-        model, tokenizer, rows, chosen, config, args, on_progress=on_progress, regularization=regularization
-    )
+    dtype = training_dtype(args.resolved_device())
+    with contextlib.ExitStack() as stack:
+        if models is not None:
+            model, tokenizer = stack.enter_context(models.borrow(model_dir, dtype, alone=True))
+        else:
+            model, tokenizer = load_causal_lm(model_dir, dtype=dtype), load_tokenizer(model_dir)
+        was_training = model.training
+        try:
+            result = train(
+                model,
+                tokenizer,
+                rows,
+                chosen,
+                config,
+                args,
+                on_progress=on_progress,
+                regularization=regularization,
+            )
+        finally:
+            model.train(was_training)
     result.patch.metadata["data_sha256"] = _sha256(Path(data_path))
     save_patch(result.patch, out_path)
     return out_path, result

@@ -18,13 +18,29 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-Loader = Callable[[Path, Any], tuple[Any, Any]]  # (directory, torch device) -> (model, tokenizer)
+# (directory, torch device, torch dtype) -> (model, tokenizer)
+Loader = Callable[[Path, Any, Any], tuple[Any, Any]]
 
 
-def _load(directory: Path, device: Any) -> tuple[Any, Any]:
+def _load(directory: Path, device: Any, dtype: Any) -> tuple[Any, Any]:
     from trainer.hf import load_causal_lm, load_tokenizer
 
-    return load_causal_lm(directory, dtype="auto").to(device).eval(), load_tokenizer(directory)
+    return load_causal_lm(directory, dtype=dtype).to(device).eval(), load_tokenizer(directory)
+
+
+def checkpoint_dtype(directory: Path) -> Any:
+    """The dtype a checkpoint is stored in (config.json's `dtype`/`torch_dtype`, also a multimodal
+    model's `text_config`); float32 when it does not say, as `from_pretrained` would load it."""
+    import torch
+
+    from core.checkpoint import read_config
+
+    config = read_config(directory)
+    for section in (config, config.get("text_config") or {}):
+        name = section.get("dtype") or section.get("torch_dtype")
+        if isinstance(name, str) and isinstance(getattr(torch, name, None), torch.dtype):
+            return getattr(torch, name)
+    return torch.float32
 
 
 def model_bytes(model: Any) -> int:
@@ -43,6 +59,9 @@ def default_budget(device: str = "cpu") -> int:
     return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 3)
 
 
+Key = tuple[str, str, Any]  # (resolved directory, device, torch dtype)
+
+
 @dataclass
 class _Entry:
     model: Any
@@ -51,7 +70,7 @@ class _Entry:
 
 
 class ResidentModels:
-    """Loaded models by (directory, device), least recently used first. `loads` counts loads."""
+    """Loaded models by (directory, device, dtype), least recently used first. `loads` counts loads."""
 
     def __init__(self, budget_bytes: int, device: str = "cpu", loader: Loader | None = None) -> None:
         from trainer.hf import resolve_device
@@ -62,27 +81,27 @@ class ResidentModels:
         self.device = resolve_device(device)
         self.loader: Loader = loader or _load
         self.loads = 0
-        self._entries: OrderedDict[tuple[str, str], _Entry] = OrderedDict()
+        self._entries: OrderedDict[Key, _Entry] = OrderedDict()
 
     @property
     def resident_bytes(self) -> int:
         return sum(e.nbytes for e in self._entries.values())
 
     def resident(self) -> list[str]:
-        return [directory for directory, _ in self._entries]
+        return [directory for directory, _, _ in self._entries]
 
-    def _key(self, directory: Path) -> tuple[str, str]:
-        return str(Path(directory).resolve()), str(self.device)
+    def _key(self, directory: Path, dtype: Any) -> Key:
+        return str(Path(directory).resolve()), str(self.device), dtype
 
-    def _fetch(self, key: tuple[str, str]) -> _Entry:
+    def _fetch(self, key: Key) -> _Entry:
         entry = self._entries.pop(key, None)
         if entry is None:
-            model, tokenizer = self.loader(Path(key[0]), self.device)
+            model, tokenizer = self.loader(Path(key[0]), self.device, key[2])
             self.loads += 1
             entry = _Entry(model, tokenizer, model_bytes(model))
         return entry
 
-    def _keep(self, key: tuple[str, str], entry: _Entry) -> None:
+    def _keep(self, key: Key, entry: _Entry) -> None:
         if entry.nbytes > self.budget:
             return
         while self._entries and self.resident_bytes + entry.nbytes > self.budget:
@@ -90,10 +109,18 @@ class ResidentModels:
         self._entries[key] = entry
 
     @contextmanager
-    def borrow(self, directory: Path | str) -> Iterator[tuple[Any, Any]]:
-        """(model, tokenizer) of the base in `directory`, loaded once; the caller must leave the
-        model as it found it (apply/revert). An exception evicts it."""
-        key = self._key(Path(directory))
+    def borrow(
+        self, directory: Path | str, dtype: Any = None, *, alone: bool = False
+    ) -> Iterator[tuple[Any, Any]]:
+        """(model, tokenizer) of the base in `directory`, loaded once per dtype (default: the
+        checkpoint's own); the caller must leave the model as it found it (apply/revert, or a
+        training method's cleanup). An exception evicts it. `alone` first drops every other
+        resident model: training needs that memory for activations, gradients and optimizer state."""
+        directory = Path(directory)
+        key = self._key(directory, dtype if dtype is not None else checkpoint_dtype(directory))
+        if alone:
+            for other in [k for k in self._entries if k != key]:
+                del self._entries[other]
         entry = self._fetch(key)
         self._entries[key] = entry  # resident while borrowed, so a nested borrow shares it
         try:

@@ -32,7 +32,7 @@ if TYPE_CHECKING:
     from trainer.resident import ResidentModels
 
 Handler = Callable[[JobContext], dict[str, Any]]
-MODEL_JOBS = frozenset({"port", "evaluate"})  # the kinds that borrow resident bases
+MODEL_JOBS = frozenset({"port", "evaluate", "train", "importance"})  # the kinds that borrow resident bases
 
 
 def default_worker_name() -> str:

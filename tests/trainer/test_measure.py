@@ -30,8 +30,8 @@ class CountingModels(ResidentModels):
         self.forwards = 0
         super().__init__(1 << 34, "cpu", loader=self._counted)
 
-    def _counted(self, directory: Path, device: torch.device) -> tuple[object, object]:
-        model, tokenizer = _load(directory, device)
+    def _counted(self, directory: Path, device: torch.device, dtype: torch.dtype) -> tuple[object, object]:
+        model, tokenizer = _load(directory, device, dtype)
         model.register_forward_pre_hook(lambda *_: setattr(self, "forwards", self.forwards + 1))
         return model, tokenizer
 

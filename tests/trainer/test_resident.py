@@ -89,3 +89,68 @@ def test_the_budget_evicts_least_recently_used(tiny_model_dir: Path, make_tiny_m
         with nothing.borrow(tiny_model_dir):
             pass
     assert nothing.loads == 2 and nothing.resident() == []
+
+
+def _same_delta(a, b) -> bool:
+    from dataclasses import astuple
+
+    pairs = zip(astuple(a), astuple(b), strict=True)
+    return type(a) is type(b) and all(
+        torch.equal(x, y) if isinstance(x, torch.Tensor) else x == y for x, y in pairs
+    )
+
+
+def _structure(model) -> list[tuple[str, str, bool]]:
+    return [(n, type(m).__name__, m.training) for n, m in model.named_modules()]
+
+
+def test_training_on_a_borrowed_base_hands_it_back_as_it_was(
+    tiny_model_dir: Path, train_rows, write_jsonl, tmp_path: Path
+) -> None:
+    """Every method trains on the resident base and leaves it bit-identical to a fresh load, with
+    the same modules and mode; each patch equals the one a fresh load trains (nothing leaks from
+    one borrower to the next), and the base was loaded once for all of them."""
+    from trainer.loop import TrainArgs, train_to_patch
+    from trainer.patch.io import load_patch
+
+    data = write_jsonl(train_rows)
+    models = ResidentModels(budget_bytes=1 << 30)
+    with models.borrow(tiny_model_dir) as (model, _):
+        structure = _structure(model)
+    for method in ("lora", "full", "s2ft", "propulsion"):
+        args = TrainArgs(steps=2, device="cpu")
+        out, _ = train_to_patch(
+            tiny_model_dir, data, method, out_path=tmp_path / f"{method}.borrowed", args=args, models=models
+        )
+        fresh, _ = train_to_patch(
+            tiny_model_dir, data, method, out_path=tmp_path / f"{method}.fresh", args=args
+        )
+        borrowed, alone = load_patch(out), load_patch(fresh)
+        assert borrowed.modules == alone.modules
+        for name in borrowed.modules:
+            assert _same_delta(borrowed.deltas[name], alone.deltas[name]), (method, name)
+        with models.borrow(tiny_model_dir) as (model, _):
+            assert _same_as_fresh(model, tiny_model_dir), method
+            assert _structure(model) == structure, method
+    assert models.loads == 1
+
+
+def test_importance_on_a_borrowed_base_hands_it_back_as_it_was(tiny_model_dir: Path, tmp_path: Path) -> None:
+    from safetensors.torch import load_file
+
+    from tests.trainer.conftest import corpus_rows
+    from trainer.regularizers.alewr.importance import compute_importance
+
+    models = ResidentModels(budget_bytes=1 << 30)
+    kwargs = {"steps": 2, "device": "cpu"}
+    borrowed = compute_importance(
+        tiny_model_dir, corpus_rows(4), out_path=tmp_path / "borrowed.safetensors", models=models, **kwargs
+    )
+    fresh = compute_importance(
+        tiny_model_dir, corpus_rows(4), out_path=tmp_path / "fresh.safetensors", **kwargs
+    )
+    a, b = load_file(borrowed), load_file(fresh)
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    with models.borrow(tiny_model_dir, torch.float32) as (model, _):
+        assert _same_as_fresh(model, tiny_model_dir) and not model.training
+    assert models.loads == 1

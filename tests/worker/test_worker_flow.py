@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import torch
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
@@ -20,6 +21,7 @@ from registry.services import bases, datasets, domains, jobs, lineage, port_sour
 from registry.services.lookup import get_base_version
 from tests.conftest import Registry
 from trainer.family import Family, domain_rows, write_jsonl
+from trainer.hf import load_causal_lm
 from trainer.tiny import corpus_paragraphs
 from worker.runner import Worker, WorkerConfig
 
@@ -342,7 +344,11 @@ def test_alewr_patches_retrain_with_their_settings_in_either_stored_form(
             for n in (0, 1)
         )
     worker = make_worker(registry)
-    worker.run(until_idle=True)
+    assert worker.run(until_idle=True) == 4  # two trainings (the first measures importance), two evaluations
+    assert worker.models.loads == 1  # importance and all four jobs borrowed the one resident v1, clean
+    with worker.models.borrow(family.v1) as (model, _):
+        fresh = load_causal_lm(family.v1).state_dict()
+        assert all(torch.equal(v, fresh[k]) for k, v in model.state_dict().items())
     with transaction(registry.factory) as s:
         new, old = trained_by(s, new_job), trained_by(s, old_job)
         stored = dict(new.method_config)

@@ -34,7 +34,11 @@ def ensure_importance(
         rows_path = datasets.readable_file(s, ctx.store, dataset_id)
     ctx.progress(0, 1, f"measuring ALEWR importance of {base}")
     out = compute_importance(
-        model_dir, read_rows(rows_path), out_path=ctx.work_dir / "importance.safetensors", device=ctx.device
+        model_dir,
+        read_rows(rows_path),
+        out_path=ctx.work_dir / "importance.safetensors",
+        device=ctx.device,
+        models=ctx.models,
     )
     with ctx.transaction() as s:
         digest = training.record_importance(s, ctx.store, base, dataset_id, out, ctx.job.id)

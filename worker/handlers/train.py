@@ -67,6 +67,7 @@ def run(ctx: JobContext) -> dict[str, Any]:
         args=args,
         regularization=reg,
         on_progress=on_step,
+        models=ctx.models,
     )
     metrics = {
         "train_first_loss": result.losses[0],

@@ -13,15 +13,19 @@ reusable for any domain on that base.
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
 
 from core.errors import ConfigError, IncompatibleModel
+
+if TYPE_CHECKING:
+    from trainer.resident import ResidentModels
 
 FILE_KIND = "patchreg.alewr_importance"
 
@@ -69,8 +73,11 @@ def compute_importance(
     max_length: int = 256,
     seed: int = 0,
     device: str = "auto",
+    models: ResidentModels | None = None,
 ) -> Path:
-    """Measure Ω on `general_rows` for the base in `model_dir`; write it to `out_path` (safetensors)."""
+    """Measure Ω on `general_rows` for the base in `model_dir`; write it to `out_path` (safetensors).
+
+    With `models` (a worker's resident bases) the fp32 base is borrowed and restored bit for bit."""
     from safetensors.torch import save_file
 
     from trainer.data import as_rows, encode_rows, pad_token_id
@@ -83,26 +90,32 @@ def compute_importance(
     args = TrainArgs(
         lr=lr, steps=steps, batch_size=batch_size, max_length=max_length, seed=seed, device=device
     )
-    tokenizer = load_tokenizer(model_dir)
-    model = load_causal_lm(model_dir, dtype=torch.float32).to(args.resolved_device())
-    examples = encode_rows(tokenizer, as_rows(general_rows, "general rows"), max_length)
-    torch.manual_seed(seed)
-    method, config = (
-        FullMethod(),
-        FullConfig(target_modules=tuple(target_modules) if target_modules else None),
-    )
-    prepared = method.prepare(model, config)
-    tracker = PathIntegral(prepared.params)
-    optimize(
-        prepared.model,
-        prepared.params,
-        examples,
-        args,
-        lr=lr,
-        pad_id=pad_token_id(tokenizer),
-        observer=tracker,
-    )
-    omega = tracker.importance(prepared.params, xi)
+    config = FullConfig(target_modules=tuple(target_modules) if target_modules else None)
+    with contextlib.ExitStack() as stack:
+        if models is not None:
+            model, tokenizer = stack.enter_context(models.borrow(model_dir, torch.float32, alone=True))
+        else:
+            model, tokenizer = load_causal_lm(model_dir, dtype=torch.float32), load_tokenizer(model_dir)
+        model.to(args.resolved_device())
+        examples = encode_rows(tokenizer, as_rows(general_rows, "general rows"), max_length)
+        torch.manual_seed(seed)
+        method, was_training = FullMethod(), model.training
+        prepared = method.prepare(model, config)
+        try:
+            tracker = PathIntegral(prepared.params)
+            optimize(
+                prepared.model,
+                prepared.params,
+                examples,
+                args,
+                lr=lr,
+                pad_id=pad_token_id(tokenizer),
+                observer=tracker,
+            )
+            omega = tracker.importance(prepared.params, xi)
+        finally:  # the base comes back bit for bit: a resident model serves the next job
+            method.cleanup(prepared)
+            model.train(was_training)
     out_path = Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     meta = {
