@@ -101,3 +101,40 @@ def write_jsonl(tmp_path):
         return path
 
     return write
+
+
+# --- memory tests (test_merge.py, test_port_stats.py) ------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def large_checkpoints(tmp_path_factory: pytest.TempPathFactory):
+    """(A, B): a 235 MB bf16 Llama in 40 MB shards and an evolved copy of it (A plus noise), built
+    once per session: big enough that holding a whole checkpoint breaks a streaming bound."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    root = tmp_path_factory.mktemp("large")
+    config = LlamaConfig(
+        vocab_size=8192, hidden_size=1024, intermediate_size=4096, num_hidden_layers=6, num_attention_heads=8
+    )
+    torch.manual_seed(0)
+    model = LlamaForCausalLM(config).to(torch.bfloat16)
+    model.save_pretrained(root / "a", max_shard_size="40MB")
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(torch.randn_like(p) * 0.01)
+    model.save_pretrained(root / "b", max_shard_size="40MB")
+    return root / "a", root / "b"
+
+
+def measure_peak(*argv: str) -> dict[str, float]:
+    """`python -m bench.rss ARGV...` in a fresh process: peak anon/file RSS increases and seconds."""
+    import json
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[2]
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.rss", *argv], capture_output=True, text=True, check=True, cwd=root
+    )
+    return json.loads(done.stdout)

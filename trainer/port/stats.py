@@ -3,7 +3,9 @@ that movement lines up with the patch (DESIGN.md, "Porting", step 2; methods.md 
 
 Weights are streamed from the safetensors checkpoints one module at a time (`safe_open`, sharded
 checkpoints through `model.safetensors.index.json`), so a 70B pair costs two weight matrices of
-memory, not two models. Patches name runtime weights; each checkpoint's architecture
+memory, not two models: modules are visited in the order base A stores them, and each checkpoint
+keeps only its current shard open (a memory map's touched pages count as resident until it closes).
+Patches name runtime weights; each checkpoint's architecture
 (`core.arch.weight_sources`) says which saved tensors make one: a GPT-2 Conv1D read transposed, a
 Mixtral expert's w1 and w3 stacked, Gemma 3's renamed text weights, a tied head's embedding.
 Inner products with the patch delta use its factored form where it has one, so ΔW itself is never
@@ -78,19 +80,30 @@ class _Checkpoint:
     of, from config.json and the safetensors headers alone (no tensor is read to find one)."""
 
     def __init__(self, directory: Path, label: str, stack: ExitStack) -> None:
-        self.directory, self.label, self._stack = directory, label, stack
+        self.directory, self.label = directory, label
+        stack.callback(self.close)
         self._handles: dict[str, Any] = {}
         headers = shard_headers(directory)
         self._files = {name: path.name for path, infos in headers.items() for name in infos}
         self.sources = weight_sources(find_architecture(read_config(directory)), tensor_table(headers))
 
     def _open(self, filename: str) -> Any:
+        """The shard's handle; the previous shard is closed first (one memory map at a time)."""
         from safetensors import safe_open
 
         if filename not in self._handles:
-            handle = safe_open(str(self.directory / filename), framework="pt")
-            self._handles[filename] = self._stack.enter_context(handle)
+            self.close()
+            self._handles[filename] = safe_open(str(self.directory / filename), framework="pt").__enter__()
         return self._handles[filename]
+
+    def close(self) -> None:
+        for handle in self._handles.values():
+            handle.__exit__(None, None, None)
+        self._handles.clear()
+
+    def position(self, source: WeightSource) -> tuple[str, str]:
+        """Where the weight's first piece is stored: (shard, name), to read shards in order."""
+        return self._files[source.pieces[0]], source.pieces[0]
 
     def source(self, module: str) -> WeightSource:
         found = self.sources.get(module)
@@ -102,9 +115,12 @@ class _Checkpoint:
         return found
 
     def load(self, source: WeightSource) -> torch.Tensor:
-        """The [out, in] weight in fp32: Conv1D pieces transposed back, expert pieces stacked along
-        rows, a tied head read from the embedding it shares."""
-        pieces = [self._open(self._files[key]).get_tensor(key).to(torch.float32) for key in source.pieces]
+        """The [out, in] weight in fp32, in memory of its own (never a view of a memory map, which
+        closes with its shard): Conv1D pieces transposed back, expert pieces stacked along rows, a
+        tied head read from the embedding it shares."""
+        pieces = [
+            self._open(self._files[key]).get_tensor(key).to(torch.float32, copy=True) for key in source.pieces
+        ]
         if source.transposed:
             pieces = [piece.T for piece in pieces]
         return pieces[0] if len(pieces) == 1 else torch.cat(pieces, dim=0)
@@ -197,13 +213,13 @@ def portability_stats(
             sources[module] = (source_a, source_b)
         results: list[ModuleStats] = []
         with torch.no_grad():
-            for module, (source_a, source_b) in sources.items():
+            for module in sorted(sources, key=lambda m: ckpt_a.position(sources[m][0])):
+                source_a, source_b = sources[module]
                 w_a = ckpt_a.load(source_a)
-                # W_B is used only to form W_B − W_A; never modify a loaded tensor in place, since
-                # safetensors may hand out a view of its memory map.
-                evo = ckpt_b.load(source_b) - w_a
+                evo = ckpt_b.load(source_b).sub_(w_a)  # W_B − W_A in W_B's own copy: two tensors held
                 results.append(_module_stats(module, patch.deltas[module], w_a, evo, tau))
                 del w_a, evo
+        results.sort(key=lambda m: m.module)
     sizes = [m.shape[0] * m.shape[1] for m in results]
     score = sum(n * m.survival for n, m in zip(sizes, results, strict=True)) / sum(sizes)
     return PortabilityStats(modules=results, score=score, tau=tau)
