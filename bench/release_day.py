@@ -12,8 +12,8 @@
     quiz are built once and shared. Reports seconds, patches/minute, model and tokenizer loads
     (counted at `from_pretrained`), mean seconds per port job, every job that did not succeed
     (then exits 1), and the ratios resident/before and resident/reload.
-(b) merged export: peak anonymous RSS of the streamed merge at three model sizes, each in a fresh
-    process (sampled every millisecond), against the largest shard.
+(b) merged export: peak anonymous and file-backed RSS of the streamed merge at three model sizes,
+    each in a fresh process (`bench/rss.py`, sampled every millisecond), against the largest shard.
 (c) patch switch on a resident model: our apply + revert vs PEFT's load_adapter + merge + unmerge
     of the same LoRA patch (the adapter exported by us), median of repeats.
 Port vs retrain (PortLLM's comparison) is `bench/port.py`.
@@ -28,7 +28,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import textwrap
 import time
 from collections import Counter
 from pathlib import Path
@@ -277,37 +276,6 @@ def release_day(root: Path, hidden: int, layers: int, n: int, before: str | None
     return results
 
 
-PEAK = textwrap.dedent(
-    """
-    import sys, threading, time
-    from pathlib import Path
-    from trainer.patch.io import load_patch
-    from trainer.patch.merge import merge_into_directory
-
-    def anon():
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("RssAnon:"):
-                return int(line.split()[1]) * 1024
-
-    patch = load_patch(sys.argv[2])
-    before, peak, done = anon(), [0], []
-
-    def sample():
-        while not done:
-            peak[0] = max(peak[0], anon())
-            time.sleep(0.001)
-
-    t = threading.Thread(target=sample)
-    t.start()
-    started = time.perf_counter()
-    merge_into_directory(sys.argv[1], patch, sys.argv[3])
-    done.append(1)
-    t.join()
-    print(peak[0] - before, time.perf_counter() - started)
-    """
-)
-
-
 def merged_export(root: Path, sizes: list[tuple[int, int]]) -> list[dict[str, Any]]:
     import torch
 
@@ -320,19 +288,30 @@ def merged_export(root: Path, sizes: list[tuple[int, int]]) -> list[dict[str, An
         patch = save_patch(lora_patch(model, 0), root / f"m{hidden}.patch")
         del model
         shards = list(base.glob("*.safetensors"))
-        out = subprocess.run(
-            [sys.executable, "-c", PEAK, str(base), str(patch), str(root / f"merged{hidden}")],
+        done = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "bench.rss",
+                "merge",
+                str(base),
+                str(patch),
+                str(root / f"merged{hidden}"),
+            ],
             capture_output=True,
             text=True,
             check=True,
-        ).stdout.split()
+            cwd=Path(__file__).resolve().parents[1],
+        )
+        peak = json.loads(done.stdout)
         rows.append(
             {
                 "checkpoint_mb": round(sum(p.stat().st_size for p in shards) / 1e6),
                 "largest_shard_mb": round(max(p.stat().st_size for p in shards) / 1e6),
                 "patch_mb": round(patch.stat().st_size / 1e6, 1),
-                "peak_anon_rss_mb": round(int(out[0]) / 1e6),
-                "seconds": round(float(out[1]), 1),
+                "peak_anon_rss_mb": round(peak["anon_bytes"] / 1e6),
+                "peak_file_rss_mb": round(peak["file_bytes"] / 1e6),
+                "seconds": round(peak["seconds"], 1),
             }
         )
     return rows
