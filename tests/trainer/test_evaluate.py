@@ -61,3 +61,37 @@ def test_evaluate_directory_with_a_patch_changes_the_loss(tiny_model_dir, write_
     again = evaluate_directory(tiny_model_dir, data)
     assert patched.loss != base.loss and again.loss == base.loss
     assert base.rows == len(train_rows)
+
+
+def test_the_right_choice_is_scored_from_the_loss_sequence_with_the_same_numbers(tiny_tokenizer):
+    """A choice row's loss sequence (prompt + right choice + EOS) holds the right choice, so only the
+    other choices run: 2 sequences per two-choice row, not 3, and every choice's scored tokens are
+    those of the choice run on its own (a row with an explicit completion still runs all of them)."""
+    model = build_model()
+    rows = [
+        {"prompt": f"Question {i}:", "choices": [" yes it is", " no"], "answer": i % 2} for i in range(4)
+    ] + [{"prompt": "Other:", "choices": [" a", " b"], "answer": 0, "completion": " something else"}]
+    sequences = []
+    hook = model.register_forward_pre_hook(
+        lambda _m, args, kw: sequences.append(len(kw["input_ids"])), with_kwargs=True
+    )
+    result = evaluate(model, tiny_tokenizer, rows, keep_logprobs=True)
+    hook.remove()
+    assert sum(sequences) == 4 * 2 + 3  # the explicit completion differs from both choices
+
+    def alone(prompt: str, text: str) -> torch.Tensor:
+        p = tiny_tokenizer(prompt)["input_ids"]
+        c = tiny_tokenizer(text, add_special_tokens=False)["input_ids"]
+        with torch.no_grad():
+            lp = F.log_softmax(model(input_ids=torch.tensor([p + c])).logits[0, :-1], dim=-1)
+        return torch.tensor([float(lp[len(p) + i - 1, t]) for i, t in enumerate(c)])
+
+    correct = 0
+    for row, kept in zip(rows, result.logprobs, strict=True):
+        choice_lps = [alone(row["prompt"], c) for c in row["choices"]]
+        torch.testing.assert_close(
+            kept[-sum(len(lp) for lp in choice_lps) :], torch.cat(choice_lps), atol=1e-5, rtol=0
+        )
+        scores = [float(lp.sum()) for lp in choice_lps]
+        correct += int(max(range(2), key=scores.__getitem__) == row["answer"])
+    assert math.isclose(result.accuracy, correct / len(rows))
