@@ -1,32 +1,26 @@
 """Portability statistics: how far each patched module moved between base A and base B, and how
 that movement lines up with the patch (DESIGN.md, "Porting", step 2; methods.md §1).
 
-Weights are streamed from the safetensors checkpoints one module at a time (`safe_open`, sharded
-checkpoints through `model.safetensors.index.json`), so a 70B pair costs two weight matrices of
-memory, not two models: modules are visited in the order base A stores them, and each checkpoint
-keeps only its current shard open (a memory map's touched pages count as resident until it closes).
-Patches name runtime weights; each checkpoint's architecture
-(`core.arch.weight_sources`) says which saved tensors make one: a GPT-2 Conv1D read transposed, a
-Mixtral expert's w1 and w3 stacked, Gemma 3's renamed text weights, a tied head's embedding.
-Inner products with the patch delta use its factored form where it has one, so ΔW itself is never
-built at full size for lowrank, columns and rows.
+Weights are streamed from the two checkpoints one module at a time (`trainer.checkpoint_weights`:
+by runtime name, one open shard per checkpoint), so a 70B pair costs two weight matrices of memory,
+not two models; modules are visited in the order base A stores them. Inner products with the
+patch delta use its factored form where it has one, so ΔW itself is never built at full size for
+lowrank, columns and rows.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from core.arch import WeightSource, find_architecture, weight_sources
-from core.checkpoint import read_config, shard_headers, tensor_table
+from core.arch import WeightSource
 from core.errors import ConfigError, IncompatibleModel
 from core.fit import module_misfit
+from trainer.checkpoint_weights import CheckpointWeights
 from trainer.patch.types import Columns, Delta, Dense, LowRank, Patch, Rows, delta_shapes, max_index
 
 DEFAULT_TAU = 0.1
@@ -72,64 +66,6 @@ class PortabilityStats:
             "max_evolution": self.max_evolution,
             "modules": [{**asdict(m), "shape": list(m.shape)} for m in self.modules],
         }
-
-
-class _Checkpoint:
-    """Lazy tensor access to a safetensors checkpoint directory (single file or sharded), by the
-    runtime names patches use: `core.arch.weight_sources` maps each to the saved tensors it is made
-    of, from config.json and the safetensors headers alone (no tensor is read to find one)."""
-
-    def __init__(self, directory: Path, label: str, stack: ExitStack) -> None:
-        self.directory, self.label = directory, label
-        stack.callback(self.close)
-        self._handles: dict[str, Any] = {}
-        headers = shard_headers(directory)
-        self._files = {name: path.name for path, infos in headers.items() for name in infos}
-        self.sources = weight_sources(find_architecture(read_config(directory)), tensor_table(headers))
-
-    def _open(self, filename: str) -> Any:
-        """The shard's handle; the previous shard is closed first (one memory map at a time)."""
-        from safetensors import safe_open
-
-        if filename not in self._handles:
-            self.close()
-            self._handles[filename] = safe_open(str(self.directory / filename), framework="pt").__enter__()
-        return self._handles[filename]
-
-    def close(self) -> None:
-        for handle in self._handles.values():
-            handle.__exit__(None, None, None)
-        self._handles.clear()
-
-    def position(self, source: WeightSource) -> tuple[str, str]:
-        """Where the weight's first piece is stored: (shard, name), to read shards in order."""
-        return self._files[source.pieces[0]], source.pieces[0]
-
-    def source(self, module: str) -> WeightSource:
-        found = self.sources.get(module)
-        if found is None:
-            raise IncompatibleModel(
-                f"module '{module}': no weight '{module}' (Linear, Conv1D or expert) in base {self.label} "
-                f"({self.directory})"
-            )
-        return found
-
-    def load(self, source: WeightSource) -> torch.Tensor:
-        """The [out, in] weight in fp32, in memory of its own (never a view of a memory map, which
-        closes with its shard): Conv1D pieces transposed back, expert pieces stacked along rows, a
-        tied head read from the embedding it shares."""
-        pieces = [
-            self._open(self._files[key]).get_tensor(key).to(torch.float32, copy=True) for key in source.pieces
-        ]
-        if source.transposed:
-            pieces = [piece.T for piece in pieces]
-        return pieces[0] if len(pieces) == 1 else torch.cat(pieces, dim=0)
-
-
-@contextmanager
-def _checkpoints(dir_a: Path, dir_b: Path) -> Iterator[tuple[_Checkpoint, _Checkpoint]]:
-    with ExitStack() as stack:
-        yield _Checkpoint(dir_a, "A", stack), _Checkpoint(dir_b, "B", stack)
 
 
 def _check_shapes(module: str, delta: Delta, shape_a: tuple[int, int], shape_b: tuple[int, int]) -> None:
@@ -205,7 +141,7 @@ def portability_stats(
         raise ConfigError(f"tau must be > 0, got {tau}")
     if not patch.deltas:
         raise ConfigError("patch has no modules")
-    with _checkpoints(Path(base_a_dir), Path(base_b_dir)) as (ckpt_a, ckpt_b):
+    with CheckpointWeights(base_a_dir, "A") as ckpt_a, CheckpointWeights(base_b_dir, "B") as ckpt_b:
         sources: dict[str, tuple[WeightSource, WeightSource]] = {}
         for module, delta in sorted(patch.deltas.items()):
             source_a, source_b = ckpt_a.source(module), ckpt_b.source(module)
