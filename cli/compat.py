@@ -12,7 +12,7 @@ import click
 
 from cli.context import AppContext, json_flag, pass_app
 from cli.output import emit, print_fields, print_table
-from registry.schemas import CompatMatrix
+from registry.schemas import CompatMatrix, ServingRead
 from registry.services import compat as compat_service
 from registry.services import matrix as matrix_service
 
@@ -61,12 +61,17 @@ class CheckOrSubcommand(click.Group):
 @click.option(
     "--base", "base_ref", metavar="FAMILY:VERSION", required=True, help="The base version to check against."
 )
+@click.option("--serving", is_flag=True, help="Also say how each serving engine loads it, and why.")
 @json_flag
 @pass_app
-def check(app: AppContext, patch_id: str, base_ref: str) -> None:
-    """Check PATCH against a base version: verdict, reasons, and the LoRA rank a server needs."""
+def check(app: AppContext, patch_id: str, base_ref: str, serving: bool) -> None:
+    """Check PATCH against a base version: verdict, reasons, and the LoRA rank a server needs;
+    with --serving, one line per export target (PEFT, vLLM, SGLang, LoRAX, TGI, llama.cpp)."""
+    from registry.services.serving import serving_report
+
     with app.transaction() as session:
         row = compat_service.check_compat(session, app.store, patch_id, base_ref)
+        lines = serving_report(session, app.store, patch_id, base_ref) if serving else None
 
     def human() -> None:
         colour = "green" if row.verdict == "compatible" else "red"
@@ -81,8 +86,19 @@ def check(app: AppContext, patch_id: str, base_ref: str) -> None:
         if row.reasons:
             click.echo()
             print_table(row.reasons, [("CODE", "code"), ("MODULE", "module"), ("WHY", "message")])
+        if lines is not None:
+            click.echo()
+            print_serving(lines)
 
-    emit(app.json_output, row, human)
+    data: Any = row if lines is None else {**row.model_dump(mode="json"), "serving": lines}
+    emit(app.json_output, data, human)
+
+
+def print_serving(lines: list[ServingRead]) -> None:
+    """One line per export target, coloured by whether it loads as exported."""
+    colours = {"exact": "green", "padded": "green", "approximate": "yellow", "merged": "red"}
+    for line in lines:
+        click.echo(click.style(line.line, fg=colours.get(line.status)))
 
 
 @click.group(cls=CheckOrSubcommand, default=check)
@@ -91,6 +107,7 @@ def compat() -> None:
 
     \b
       patchreg compat PATCH --base FAMILY:VERSION   verdict, reasons, PEFT rank (--json)
+        [--serving]                                 and how each serving engine loads it
       patchreg compat matrix FAMILY [--domain D]    every source patch on every version
     """
 

@@ -9,14 +9,17 @@ existing non-empty DIR is refused before anything is read.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import click
 
 from cli.context import AppContext, json_flag, pass_app
-from cli.output import emit, to_jsonable
+from cli.output import emit, export_summary, to_jsonable
 from core.atomic import ensure_output_dir_free
 from core.fetch import FORMATS
+from core.serving import MAX_RANK, TARGETS, reads_base_weights
 from registry.services import patches
+from registry.services.datasets import eval_texts
 from registry.services.fetch import plan_fetch
 
 
@@ -28,35 +31,106 @@ from registry.services.fetch import plan_fetch
     "--format",
     "fmt",
     type=click.Choice(FORMATS),
-    default="native",
-    show_default=True,
-    help="native: the patch file; peft: a PEFT adapter directory; merged: base + patch as a model.",
+    default=None,
+    help="native (default): the patch file; peft: an adapter directory (default with --target); "
+    "merged: base + patch as a model.",
 )
-@click.option("-o", "--out", "out", required=True, type=click.Path(path_type=Path), help="New directory.")
+@click.option(
+    "--target",
+    type=click.Choice(TARGETS),
+    default=None,
+    help="The engine the adapter is for: peft (exact PEFT form) or vllm, sglang, lorax, tgi, llama.cpp "
+    "(one uniform rank that engine loads exactly).",
+)
+@click.option(
+    "--approximate",
+    type=click.IntRange(1, MAX_RANK),
+    metavar="RANK",
+    default=None,
+    help="Export scale/dense deltas as a rank-RANK truncated SVD; the measured error is printed and "
+    "kept in patchreg.json.",
+)
+@click.option("--dry-run", is_flag=True, help="Say which patch and how each engine loads it; write nothing.")
+@click.option(
+    "-o", "--out", "out", type=click.Path(path_type=Path), help="New directory (not with --dry-run)."
+)
 @json_flag
 @pass_app
-def fetch(app: AppContext, domain: str, base_ref: str, method: str | None, fmt: str, out: Path) -> None:
+def fetch(
+    app: AppContext,
+    domain: str,
+    base_ref: str,
+    method: str | None,
+    fmt: str | None,
+    target: str | None,
+    approximate: int | None,
+    dry_run: bool,
+    out: Path | None,
+) -> None:
     """Fetch the patch for DOMAIN on --base: the production alias, else the best validated patch,
     else the newest candidate (degraded patches only when an alias pins them)."""
-    from trainer.patch.materialize import materialize  # torch loads only for peft and merged
+    fmt = fmt or ("peft" if target else "native")
+    if target not in (None, "peft") and fmt != "peft":
+        raise click.UsageError(f"--target {target} shapes an adapter: use it with --format peft (or alone)")
+    if approximate is not None and target in (None, "peft"):
+        raise click.UsageError(
+            "--approximate applies to a serving --target (vllm, sglang, lorax, tgi, llama.cpp)"
+        )
+    if dry_run:
+        _dry_run(app, domain, base_ref, method, approximate)
+        return
+    if out is None:
+        raise click.UsageError("Missing option '-o' / '--out'.")
+    from trainer.patch.materialize import Export, materialize  # torch loads only for peft and merged
 
     ensure_output_dir_free(out)
     with app.transaction() as session:
         plan = plan_fetch(session, domain, base_ref, method)
         p = patches.show_patch(session, plan.patch_id)
+        texts = eval_texts(session, app.store, domain) if approximate is not None else ()
     patch_file = app.store.local_path(plan.digest)  # verified against its sha256
     base_dir = None
-    if fmt == "merged":
+    if fmt == "merged" or (target not in (None, "peft") and reads_base_weights(patch_file)):
         from registry.sources import resolve_source
 
         base_dir = resolve_source(plan.source_uri).path
-    files = materialize(plan, fmt, patch_file, out, base_dir)
-    summary = {"patch": p, "why": plan.why, "format": fmt, "out": str(out), "files": files}
-    emit(
-        app.json_output,
-        to_jsonable(summary),
-        lambda: click.echo(
-            f"fetched {p.id} ({p.method}, {p.origin}, {p.status}) for {p.domain} on {p.base}: {plan.why}\n"
-            f"wrote {fmt} to {out}"
-        ),
-    )
+    export = Export(target or "peft", approximate, texts)
+    files, decided = materialize(plan, fmt, patch_file, out, base_dir, export)
+    summary = {
+        "patch": p,
+        "why": plan.why,
+        "format": fmt,
+        "target": target or "peft" if fmt == "peft" else None,
+        "out": str(out),
+        "files": files,
+        **({"export": decided} if decided else {}),
+    }
+    emit(app.json_output, to_jsonable(summary), lambda: _say(p, plan.why, fmt, target, out, decided))
+
+
+def _say(p: Any, why: str, fmt: str, target: str | None, out: Path, decided: dict[str, Any]) -> None:
+    click.echo(f"fetched {p.id} ({p.method}, {p.origin}, {p.status}) for {p.domain} on {p.base}: {why}")
+    what = fmt if fmt != "peft" or target in (None, "peft") else f"{target} adapter"
+    click.echo(f"wrote {what} to {out}")
+    if decided:
+        click.echo(export_summary(decided))
+
+
+def _dry_run(
+    app: AppContext, domain: str, base_ref: str, method: str | None, approximate: int | None
+) -> None:
+    from cli.compat import print_serving
+    from registry.services.serving import serving_report
+
+    with app.transaction() as session:
+        plan = plan_fetch(session, domain, base_ref, method)
+        p = patches.show_patch(session, plan.patch_id)
+        lines = serving_report(session, app.store, plan.patch_id, plan.base, approximate)
+
+    def human() -> None:
+        click.echo(
+            f"would fetch {p.id} ({p.method}, {p.origin}, {p.status}) for {p.domain} on {p.base}: {plan.why}"
+        )
+        print_serving(lines)
+
+    emit(app.json_output, to_jsonable({"patch": p, "why": plan.why, "serving": lines}), human)

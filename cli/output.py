@@ -75,3 +75,24 @@ def emit(app_json: bool, data: Any, human: Any) -> None:
         print_json(data)
     else:
         human()
+
+
+def export_summary(decided: dict[str, Any]) -> str:
+    """What a serving export decided, for people: rank, padding cost, notes, approximation error."""
+    parts = [f"{decided['target']}: {decided['status']}, rank {decided['rank']}"]
+    if decided.get("padded_bytes"):
+        parts.append(f"padding adds {decided['padded_bytes'] / 1e6:.2f} MB")
+    approx = decided.get("approximation")
+    if approx:
+        worst = max(approx["relative_error"].values())
+        parts.append(
+            f"rank-{approx['rank']} SVD: weight error up to {worst:.3%} per module"
+            + (
+                f", logit error {approx['logit_error']:.3%} of the patch's effect"
+                if "logit_error" in approx
+                else ""
+            )
+        )
+    if decided.get("note"):
+        parts.append(decided["note"])
+    return "; ".join(parts)

@@ -14,6 +14,7 @@ from typing import Any
 import click
 
 from core.patchfile import PatchHeader, read_patch_header
+from core.serving import MAX_RANK, TARGETS
 
 
 def _wants_json(ctx: click.Context, flag: bool) -> bool:
@@ -99,6 +100,26 @@ def inspect_command(ctx: click.Context, patch_file: Path, as_json: bool) -> None
 )
 @click.option("--base-name", default=None, help="base_model_name_or_path to record (default: --model).")
 @click.option("--revision", default=None, help="Base model revision to record in the PEFT config.")
+@click.option(
+    "--target",
+    type=click.Choice(TARGETS),
+    default="peft",
+    show_default=True,
+    help="With --format peft: the engine the adapter is for (one uniform rank it loads exactly).",
+)
+@click.option(
+    "--approximate",
+    type=click.IntRange(1, MAX_RANK),
+    metavar="RANK",
+    default=None,
+    help="Export scale/dense deltas for --target as a rank-RANK truncated SVD (error printed and kept).",
+)
+@click.option(
+    "--eval-rows",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="JSONL rows to measure an approximation's logit error on (default: fixed probe sentences).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @click.pass_context
 def export_command(
@@ -109,9 +130,13 @@ def export_command(
     out_dir: Path,
     base_name: str | None,
     revision: str | None,
+    target: str,
+    approximate: int | None,
+    eval_rows: Path | None,
     as_json: bool,
 ) -> None:
-    """Export a patch as a PEFT adapter (LoRA / IA3) or as a merged standalone model."""
+    """Export a patch as a PEFT adapter (LoRA / IA3, or the LoRA form a serving engine loads) or as
+    a merged standalone model."""
     from core.errors import ConfigError
     from core.patchfile import peft_adapter_type
     from trainer.patch.apply import check_compatible
@@ -122,10 +147,19 @@ def export_command(
 
     if not (model_dir / "config.json").is_file():
         raise ConfigError(f"--model {model_dir} is not a model directory (no config.json)")
+    if target != "peft" and fmt != "peft":
+        raise ConfigError(f"--target {target} shapes a PEFT adapter; it does not apply to --format {fmt}")
+    if approximate is not None and target == "peft":
+        raise ConfigError("--approximate applies to a serving --target (vllm, sglang, lorax, tgi, llama.cpp)")
     patch = load_patch(patch_file)
     result: dict[str, Any] = {"format": fmt, "out": str(out_dir), "modules": len(patch.deltas)}
     if fmt == "merged":
         merge_into_directory(model_dir, patch, out_dir)
+    elif target != "peft":
+        result["target"] = target
+        result["export"] = _export_for_engine(
+            patch, model_dir, out_dir, target, base_name, revision, approximate, eval_rows
+        )
     else:
         adapter = peft_adapter_type(d.kind for d in patch.deltas.values())
         meta = meta_model(model_dir)
@@ -135,7 +169,40 @@ def export_command(
     if _wants_json(ctx, as_json):
         click.echo(json.dumps(result, indent=2, sort_keys=True))
         return
+    if "export" in result:
+        from cli.output import export_summary
+
+        click.echo(f"exported a {target} LoRA adapter for {result['modules']} patched modules to {out_dir}")
+        click.echo(export_summary(result["export"]))
+        return
     what = "merged model" if fmt == "merged" else f"PEFT {result['adapter']} adapter"
     if result.get("export_rank") is not None:
         what += f" (max rank {result['export_rank']})"
     click.echo(f"exported {what} with {result['modules']} modules to {out_dir}")
+
+
+def _export_for_engine(
+    patch: Any,
+    model_dir: Path,
+    out_dir: Path,
+    target: str,
+    base_name: str | None,
+    revision: str | None,
+    approximate: int | None,
+    eval_rows: Path | None,
+) -> dict[str, Any]:
+    """The serving form for `target`, with its decisions in `patchreg.json`, appearing atomically."""
+    from core.atomic import atomic_output_dir
+    from core.fetch import MANIFEST
+    from core.rows import read_rows
+    from trainer.checkpoint_weights import serving_facts
+    from trainer.patch.engine_export import write_engine_for_base
+
+    texts = [r.prompt + r.completion for r in read_rows(eval_rows)[:8]] if eval_rows is not None else None
+    with atomic_output_dir(out_dir) as stage:
+        decided = write_engine_for_base(
+            patch, stage, target, serving_facts(model_dir), base_name or str(model_dir), revision,
+            base_dir=model_dir, approximate=approximate, texts=texts,
+        )  # fmt: skip
+        (stage / MANIFEST).write_text(json.dumps({"target": target, "export": decided}, indent=2) + "\n")
+    return decided

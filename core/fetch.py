@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, get_args
 
 from core.errors import InvalidInput
+from core.serving import BaseFacts
 
 Format = Literal["native", "peft", "merged"]
 FORMATS: tuple[str, ...] = get_args(Format)
@@ -45,8 +46,13 @@ class FetchPlan:
     # (`registry.services.architecture.runtime_shapes`): columns/rows deltas need them to build
     # their one-hot PEFT selectors, and an expert parameter's experts how many experts it has.
     module_shapes: Mapping[str, tuple[int, int]] = field(default_factory=dict, hash=False, repr=False)
+    model_type: str = ""
+    tied_head: bool = False  # the base's lm_head shares the embedding's weight
 
-    def manifest(self, fmt: str) -> dict[str, Any]:
+    def serving_facts(self) -> BaseFacts:
+        return BaseFacts(self.model_type, self.module_shapes, self.tied_head)
+
+    def manifest(self, fmt: str, target: str = "peft") -> dict[str, Any]:
         """The content of `patchreg.json` for a fetch in `fmt` (key order is the file's order)."""
         return {
             "patch_id": self.patch_id,
@@ -59,5 +65,6 @@ class FetchPlan:
             "status": self.status,
             "digest": self.digest,
             "format": check_format(fmt),
+            **({"target": target} if fmt == "peft" else {}),
             "why": self.why,
         }

@@ -10,7 +10,7 @@ import itertools
 import json
 import math
 import struct
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from core.errors import MalformedFile
@@ -38,6 +38,7 @@ class TensorInfo:
     name: str
     dtype: str
     shape: tuple[int, ...]
+    offset: int = field(default=-1, compare=False)  # where its bytes start in the file (-1: unknown)
 
     @property
     def numel(self) -> int:
@@ -81,7 +82,7 @@ def read_safetensors_header(path: Path) -> tuple[dict[str, TensorInfo], dict[str
     tensors: dict[str, TensorInfo] = {}
     spans: list[tuple[int, int, str]] = []
     for name, entry in header.items():
-        info, begin, end = _parse_entry(path.name, name, entry)
+        info, begin, end = _parse_entry(path.name, name, entry, 8 + header_len)
         if end > data_len:
             raise MalformedFile(
                 f"{path.name}: tensor {name!r} ends at byte {end:,} beyond the data ({data_len:,} bytes)"
@@ -95,7 +96,7 @@ def read_safetensors_header(path: Path) -> tuple[dict[str, TensorInfo], dict[str
     return tensors, metadata
 
 
-def _parse_entry(file: str, name: str, entry: object) -> tuple[TensorInfo, int, int]:
+def _parse_entry(file: str, name: str, entry: object, data_start: int) -> tuple[TensorInfo, int, int]:
     if not isinstance(entry, dict):
         raise MalformedFile(f"{file}: entry for tensor {name!r} is not an object")
     dtype, shape, offsets = entry.get("dtype"), entry.get("shape"), entry.get("data_offsets")
@@ -111,7 +112,7 @@ def _parse_entry(file: str, name: str, entry: object) -> tuple[TensorInfo, int, 
     ):
         raise MalformedFile(f"{file}: tensor {name!r} has invalid data_offsets {offsets!r}")
     begin, end = offsets
-    info = TensorInfo(name, dtype, tuple(shape))
+    info = TensorInfo(name, dtype, tuple(shape), data_start + begin)
     if end - begin != info.numel * DTYPE_BYTES[dtype]:
         raise MalformedFile(
             f"{file}: tensor {name!r} spans {end - begin} bytes but {dtype}{list(shape)} needs "

@@ -24,11 +24,15 @@ folded into B, no patterns, HF per-projection names, and zeros wherever the patc
 from __future__ import annotations
 
 import re
+import sys
+from array import array
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal, get_args
 
 from core.errors import InvalidInput
+from core.safetensors_header import TensorInfo
 
 Target = Literal["peft", "vllm", "sglang", "lorax", "tgi", "llama.cpp"]
 TARGETS: tuple[str, ...] = get_args(Target)
@@ -52,7 +56,7 @@ def check_target(target: str) -> str:
 
 
 def _vllm_rank(needed: int) -> int:
-    return next(r for r in VLLM_RANKS if r >= needed)
+    return next((r for r in VLLM_RANKS if r >= needed), needed)
 
 
 def _lorax_rank(needed: int) -> int:
@@ -179,19 +183,77 @@ class Assessment:
         return f"{label}: {head}: {self.rule}{tail}"
 
 
-def _needed_rank(m: ModuleFacts, approximate: int | None) -> tuple[int | None, str | None]:
-    """(rank of the exact LoRA form, why there is none)."""
+# The bit pattern of 1.0 per float dtype, and the array typecode of that width.
+_ONE_BITS = {"F32": ("I", 0x3F800000), "BF16": ("H", 0x3F80), "F16": ("H", 0x3C00)}
+
+
+def changed_channels(path: Path, info: TensorInfo) -> int | None:
+    """How many entries of a scale vector are not exactly 1, read from the file's bytes (no torch);
+    None when the dtype or offset is unknown."""
+    if info.dtype not in _ONE_BITS or info.offset < 0:
+        return None
+    code, one = _ONE_BITS[info.dtype]
+    values = array(code)
+    with open(path, "rb") as f:
+        f.seek(info.offset)
+        values.frombytes(f.read(info.numel * values.itemsize))
+    if sys.byteorder != "little":
+        values.byteswap()
+    return sum(1 for v in values if v != one)
+
+
+def patch_facts(path: Path | str) -> list[ModuleFacts]:
+    """The serving rules' view of a patch file: from its header, plus each scale vector's count of
+    channels that differ from 1 (the rank of its exact LoRA form)."""
+    from core.patchfile import read_patch_header
+
+    path = Path(path)
+    header = read_patch_header(path, where=path.name)
+    return [
+        ModuleFacts(
+            name,
+            m.kind,
+            rank=m.rank,
+            changed=changed_channels(path, m.tensors["s"]) if m.kind == "scale" else None,
+        )
+        for name, m in sorted(header.modules.items())
+    ]
+
+
+def reads_base_weights(path: Path | str) -> bool:
+    """Whether a serving export of this patch file reads the base's weights (scale, dense deltas)."""
+    from core.patchfile import read_patch_header
+
+    header = read_patch_header(Path(path), where=Path(path).name)
+    return any(m.kind in ("scale", "dense") for m in header.modules.values())
+
+
+def exact_scale_rank(changed: int | None, shape: tuple[int, int]) -> int | None:
+    """The rank of a scale delta's exact LoRA form (one per channel that is not 1), when few
+    channels change: at most a quarter of the weight's smaller side (a larger LoRA outgrows the
+    weight it adapts) and at most `MAX_RANK`. None otherwise: only an approximation fits then."""
+    if changed is None or changed > min(MAX_RANK, min(shape) // 4):
+        return None
+    return max(changed, 1)
+
+
+def _needed_rank(
+    m: ModuleFacts, shape: tuple[int, int], approximate: int | None
+) -> tuple[int | None, bool, str | None]:
+    """(rank of the LoRA form, whether it is approximate, why there is none)."""
     if m.kind in ("lowrank", "columns", "rows"):
-        return m.rank, None
-    if m.kind == "scale" and m.changed is not None and m.changed <= MAX_RANK:
-        return max(m.changed, 1), None
+        return m.rank, False, None
+    if m.kind == "scale" and (rank := exact_scale_rank(m.changed, shape)) is not None:
+        return rank, False, None
     if approximate is not None:
-        return approximate, None
+        return approximate, True, None
     what = "a dense delta" if m.kind == "dense" else f"a scale delta changing {m.changed or 'all'} channels"
-    return None, f"module '{m.name}' is {what}, which has no LoRA form of rank <= {MAX_RANK}"
+    return None, False, f"module '{m.name}' is {what}: its exact LoRA form would be larger than the weight"
 
 
-def assess(modules: list[ModuleFacts], base: BaseFacts, target: str, approximate: int | None = None) -> Assessment:
+def assess(
+    modules: list[ModuleFacts], base: BaseFacts, target: str, approximate: int | None = None
+) -> Assessment:
     """Whether and how `target` loads the patch described by `modules` on `base` (no tensor read)."""
     check_target(target)
     if target == "peft":
@@ -199,13 +261,14 @@ def assess(modules: list[ModuleFacts], base: BaseFacts, target: str, approximate
     engine = ENGINE_TABLE[target]
     where = f"({engine.loader})"
     for m in modules:
+        if m.name not in base.shapes:
+            return Assessment(target, "merged", f"module '{m.name}' is not a weight of this base")
         if m.name == HEAD:
             if not engine.lm_head:
                 return Assessment(target, "merged", f"{engine.label} does not load an lm_head LoRA {where}")
             if engine.head_untied_only and base.tied_head:
-                return Assessment(
-                    target, "merged", f"{engine.label} refuses an lm_head LoRA on a base with tied embeddings {where}"
-                )
+                tied = f"{engine.label} refuses an lm_head LoRA on a base with tied embeddings {where}"
+                return Assessment(target, "merged", tied)
             continue
         found = LAYER_MODULE.match(m.name)
         if found is None or found.group(3) not in LEAVES:
@@ -217,10 +280,11 @@ def assess(modules: list[ModuleFacts], base: BaseFacts, target: str, approximate
             )
     needed, approximated = 0, []
     for m in modules:
-        rank, why = _needed_rank(m, approximate)
+        rank, approximated_here, why = _needed_rank(m, base.shapes[m.name], approximate)
         if rank is None:
-            return Assessment(target, "merged", f"{why} {where}", note="or --approximate RANK (truncated SVD)")
-        if m.kind in ("scale", "dense") and (m.kind == "dense" or (m.changed or 0) > MAX_RANK):
+            note = "or --approximate RANK (truncated SVD)"
+            return Assessment(target, "merged", f"{why} {where}", note=note)
+        if approximated_here:
             approximated.append(m.name)
         needed = max(needed, rank)
     rank = engine.rank(needed)

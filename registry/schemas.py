@@ -139,6 +139,18 @@ class VerdictRead(Schema):
     checked_at: datetime
 
 
+class ServingRead(Schema):
+    """How one export target loads a patch on a base (`core.serving.assess`)."""
+
+    target: str
+    status: str  # exact | padded | approximate | merged (needs --format merged)
+    rank: int | None
+    padded_bytes: int
+    rule: str
+    note: str | None
+    line: str  # the sentence people read
+
+
 class LineageNode(Schema):
     patch: PatchRead
     verdict: str | None  # the compatibility verdict on its own base, for ported patches

@@ -74,3 +74,18 @@ class CheckpointWeights:
         if source.transposed:
             pieces = [piece.T for piece in pieces]
         return pieces[0] if len(pieces) == 1 else torch.cat(pieces, dim=0)
+
+
+def serving_facts(model_dir: Path | str) -> Any:
+    """`core.serving.BaseFacts` of a checkpoint directory, from its config and shard headers."""
+    from core.serving import BaseFacts
+
+    directory = Path(model_dir)
+    config = read_config(directory)
+    sources = weight_sources(find_architecture(config), tensor_table(shard_headers(directory)))
+    head = sources.get("lm_head")
+    return BaseFacts(
+        model_type=str(config.get("model_type", "")),
+        shapes={name: s.shape for name, s in sources.items()},
+        tied_head=bool(head is not None and head.tied),
+    )

@@ -26,6 +26,7 @@ from core.arch import (
 from core.arch import targets as arch_targets
 from core.arch.spec import PARTS, S2FT_UNITS
 from core.arch.table import METHODS
+from core.serving import BaseFacts
 from registry.models import BaseVersion
 from registry.schemas import ArchitectureRead, MethodTargetsRead
 
@@ -54,6 +55,17 @@ def runtime_weights(version: BaseVersion) -> dict[str, WeightSource]:
 def runtime_shapes(version: BaseVersion) -> dict[str, tuple[int, int]]:
     """{runtime target: (out, in)}: what a patch's deltas must fit, and what one-hot exports need."""
     return {name: source.shape for name, source in runtime_weights(version).items()}
+
+
+def serving_facts(version: BaseVersion) -> BaseFacts:
+    """What `core.serving` needs about a base: model type, target shapes, a tied head."""
+    weights = runtime_weights(version)
+    head = weights.get("lm_head")
+    return BaseFacts(
+        model_type=version.model_type,
+        shapes={name: source.shape for name, source in weights.items()},
+        tied_head=bool(head is not None and head.tied),
+    )
 
 
 def expert_names(arch: Architecture | None, names: Iterable[str]) -> list[str]:

@@ -125,3 +125,13 @@ def readable_path(session: Session, store: ArtifactStore, ds: Dataset) -> Path:
         )
     audit.record(session, "dataset.read", f"{ds.domain.name}/{ds.name}", digest=ds.artifact_digest)
     return store.local_path(ds.artifact_digest)
+
+
+def eval_texts(session: Session, store: ArtifactStore, domain: str, limit: int = 8) -> tuple[str, ...]:
+    """Up to `limit` texts (prompt + completion) from the domain's first readable eval dataset: what
+    an approximated export's logit error is measured on. Empty when none may be read."""
+    from core.rows import read_rows
+
+    for eval_set in readable_eval_sets(session, store, domain):
+        return tuple(r.prompt + r.completion for r in read_rows(eval_set.path)[:limit])
+    return ()

@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 
 from core.fetch import FetchPlan
 from registry.services import resolve
-from registry.services.architecture import runtime_shapes
+from registry.services.architecture import serving_facts
 from registry.services.lookup import get_base_version
 from registry.sources import peft_base_name
 
@@ -21,6 +21,7 @@ def plan_fetch(session: Session, domain: str, base: str, method: str | None = No
     chosen = resolve.resolve_patch(session, domain, base, method)
     patch = chosen.patch
     version = get_base_version(session, patch.base)
+    facts = serving_facts(version)
     return FetchPlan(
         patch_id=patch.id,
         domain=patch.domain,
@@ -33,5 +34,7 @@ def plan_fetch(session: Session, domain: str, base: str, method: str | None = No
         status=patch.status,
         digest=patch.digest,
         why=chosen.why,
-        module_shapes=runtime_shapes(version),
+        module_shapes=facts.shapes,
+        model_type=facts.model_type,
+        tied_head=facts.tied_head,
     )
