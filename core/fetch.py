@@ -48,6 +48,8 @@ class FetchPlan:
     module_shapes: Mapping[str, tuple[int, int]] = field(default_factory=dict, hash=False, repr=False)
     model_type: str = ""
     tied_head: bool = False  # the base's lm_head shares the embedding's weight
+    # lineage, training data digest, evaluations and gate verdict, for the model card
+    provenance: Mapping[str, Any] = field(default_factory=dict, hash=False, repr=False)
 
     def serving_facts(self) -> BaseFacts:
         return BaseFacts(self.model_type, self.module_shapes, self.tied_head)

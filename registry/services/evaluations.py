@@ -28,13 +28,17 @@ def to_read(e: Evaluation) -> EvaluationRead:
 
 
 def latest(session: Session, patch_id: str | None, base: str, dataset_id: int) -> dict[str, Any] | None:
-    """The newest stored metrics for this (patch or base alone, base, dataset), if any."""
+    """The newest stored metrics for this (patch or base alone, base, dataset), if any. A dataset is
+    its content: numbers measured on another dataset with the same bytes (one eval file registered
+    for several domains) are the same numbers, so they are found too and never measured twice."""
     version = get_base_version(session, base)
+    digest = select(Dataset.artifact_digest).where(Dataset.id == dataset_id).scalar_subquery()
     stmt = (
         select(Evaluation.metrics)
+        .join(Dataset, Evaluation.dataset_id == Dataset.id)
         .where(
             Evaluation.base_version_id == version.id,
-            Evaluation.dataset_id == dataset_id,
+            Dataset.artifact_digest == digest,
             Evaluation.patch_id.is_(None) if patch_id is None else Evaluation.patch_id == patch_id,
         )
         .order_by(Evaluation.id.desc())

@@ -67,3 +67,23 @@ def test_help_for_each_form(patchreg: Patchreg) -> None:
     assert matrix.startswith("Usage: cli compat matrix [OPTIONS] FAMILY") and "--domain D" in matrix
     bare = patchreg("compat", ok=False)  # no arguments: the group's help, as for every group
     assert "Usage: cli compat (PATCH" in bare.output and "matrix" in bare.output
+
+
+def test_serving_says_how_each_engine_loads_the_patch(
+    patchreg: Patchreg, make_tiny_model, tmp_path: Path
+) -> None:
+    """write_patch mixes kinds (lowrank, columns, and a scale on all 64 channels of down_proj): PEFT
+    has no single adapter for it, and no engine an exact LoRA form of that scale."""
+    pid = _family(patchreg, make_tiny_model, tmp_path)
+    text = patchreg("compat", pid, "--base", "tiny:v2", "--serving").stdout
+    lines = text.splitlines()[-6:]
+    assert [line.split(":")[0] for line in lines] == ["PEFT", "vLLM", "SGLang", "LoRAX", "TGI", "llama.cpp"]
+    assert lines[0].startswith("PEFT: needs --format merged: patch mixes scale deltas")
+    data = patchreg.json("compat", pid, "--base", "tiny:v2", "--serving")
+    assert data["verdict"] == "compatible" and len(data["serving"]) == 6
+    engines = {s["target"]: s for s in data["serving"]}
+    for name in ("vllm", "sglang", "lorax", "tgi", "llama.cpp"):
+        assert engines[name]["status"] == "merged" and engines[name]["line"] in text
+        assert "a scale delta changing 64 channels" in engines[name]["rule"]
+        assert engines[name]["line"].endswith("; or --approximate RANK (truncated SVD)")
+    assert "serving" not in patchreg.json("compat", pid, "--base", "tiny:v2")  # only when asked

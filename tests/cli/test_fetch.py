@@ -181,3 +181,120 @@ def test_refusals_write_nothing(patchreg: Patchreg, db_url: str, base_dir: Path,
 def test_peft_base_name() -> None:
     assert peft_base_name("hf://meta-llama/Llama-3.1-8B@abc123") == "meta-llama/Llama-3.1-8B"
     assert peft_base_name("/models/tiny") == "/models/tiny"
+
+
+def _propulsion_patch(path: Path) -> Path:
+    """Scales on every output channel of two modules: no exact LoRA form that is smaller than W."""
+    from trainer.patch.types import Scale
+
+    g = torch.Generator().manual_seed(5)
+    deltas = {
+        "model.layers.0.self_attn.o_proj": Scale(1 + 0.1 * torch.randn(64, generator=g)),
+        "model.layers.1.mlp.up_proj": Scale(1 + 0.1 * torch.randn(128, generator=g)),
+    }
+    return save_patch(PatchFile("propulsion", {}, deltas), path)
+
+
+def test_target_vllm_is_an_adapter_peft_loads_with_our_logits(
+    patchreg: Patchreg, base_dir: Path, tmp_path: Path
+) -> None:
+    from peft import PeftModel
+
+    file = _lowrank_patch(tmp_path / "lora.st")
+    patchreg("patch", "import", "medical", "--base", "tiny:v1", str(file))
+    out = tmp_path / "vllm"
+    text = patchreg("fetch", "medical", "--base", "tiny:v1", "--target", "vllm", "-o", str(out)).stdout
+    assert f"wrote vllm adapter to {out}" in text and "vllm: padded, rank 8" in text
+    config = json.loads((out / "adapter_config.json").read_text())
+    assert (config["r"], config["lora_alpha"], config["rank_pattern"]) == (8, 8, {})
+    manifest = json.loads((out / "patchreg.json").read_text())
+    assert manifest["format"] == "peft" and manifest["target"] == "vllm"
+    assert manifest["export"]["rank"] == 8 and manifest["export"]["status"] == "padded"
+    got = _logits(PeftModel.from_pretrained(_load(base_dir), out).eval())
+    assert (got - _expected(base_dir, file)).abs().max() <= 1e-5
+
+
+def test_dry_run_says_how_every_engine_loads_it_and_writes_nothing(
+    patchreg: Patchreg, db_url: str, base_dir: Path, tmp_path: Path
+) -> None:
+    patchreg("patch", "import", "medical", "--base", "tiny:v1", str(_lowrank_patch(tmp_path / "lora.st")))
+    engine = make_engine(db_url)
+    try:
+        with NothingWritten(engine, patchreg.home / "artifacts"):
+            text = patchreg("fetch", "medical", "--base", "tiny:v1", "--dry-run").stdout
+            data = patchreg.json("fetch", "medical", "--base", "tiny:v1", "--dry-run")
+    finally:
+        engine.dispose()
+    lines = text.splitlines()
+    assert lines[0].startswith("would fetch ") and lines[0].endswith("newest candidate (no validated patch)")
+    assert [line.split(":")[0] for line in lines[1:]] == [
+        "PEFT",
+        "vLLM",
+        "SGLang",
+        "LoRAX",
+        "TGI",
+        "llama.cpp",
+    ]
+    assert "vLLM: loads with padding (rank 8, +" in text and "vllm/lora/peft_helper.py" in text
+    assert [s["status"] for s in data["serving"]] == ["exact"] + ["padded"] * 5  # zeros for absent layers
+    assert not any(p.name.startswith("patchreg-fetch") for p in tmp_path.iterdir())
+
+
+def test_propulsion_for_an_engine_needs_approximate_and_reports_its_error(
+    patchreg: Patchreg, db_url: str, base_dir: Path, tmp_path: Path
+) -> None:
+    from trainer.family import domain_rows, write_jsonl
+
+    _, evals = domain_rows()
+    patchreg(
+        "dataset",
+        "add",
+        "medical",
+        "quiz",
+        str(write_jsonl(evals[:12], tmp_path / "q.jsonl")),
+        "--role",
+        "eval",
+    )
+    patchreg("patch", "import", "medical", "--base", "tiny:v1", str(_propulsion_patch(tmp_path / "prop.st")))
+    engine = make_engine(db_url)
+    try:
+        with NothingWritten(engine, patchreg.home / "artifacts"):
+            refused = patchreg(
+                "fetch",
+                "medical",
+                "--base",
+                "tiny:v1",
+                "--target",
+                "sglang",
+                "-o",
+                str(tmp_path / "a"),
+                ok=False,
+            )
+            wrong = patchreg(
+                "fetch",
+                "medical",
+                "--base",
+                "tiny:v1",
+                "--target",
+                "tgi",
+                "--format",
+                "merged",
+                "-o",
+                str(tmp_path / "b"),
+                ok=False,
+            )
+    finally:
+        engine.dispose()
+    assert refused.exit_code == 1 and refused.stderr.count("\n") == 1
+    assert "SGLang cannot load this patch" in refused.stderr and "--approximate RANK" in refused.stderr
+    assert wrong.exit_code == 2 and "--target tgi shapes an adapter" in wrong.stderr
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+
+    out = tmp_path / "approx"
+    text = patchreg(
+        "fetch", "medical", "--base", "tiny:v1", "--target", "sglang", "--approximate", "4", "-o", str(out)
+    ).stdout
+    assert "rank-4 SVD: weight error up to " in text and "logit error" in text
+    approx = json.loads((out / "patchreg.json").read_text())["export"]["approximation"]
+    assert approx["rank"] == 4 and approx["logit_texts"] == 8  # the domain's eval rows
+    assert set(approx["relative_error"]) == {"model.layers.0.self_attn.o_proj", "model.layers.1.mlp.up_proj"}

@@ -119,3 +119,33 @@ def test_inspect_honours_root_json_flag(lora_patch_file):
     )
     assert result.exit_code == 0, result.output
     assert json.loads(result.output)["method"] == "s2ft"
+
+
+def test_export_for_an_engine_prints_rank_and_padding_and_writes_its_manifest(
+    tmp_path, tiny_model_dir, lora_patch_file, input_ids
+):
+    from peft import PeftModel
+
+    from trainer.hf import load_causal_lm
+    from trainer.patch.apply import apply_patch
+    from trainer.patch.io import load_patch
+
+    out = tmp_path / "sglang"
+    args = [str(lora_patch_file), "--model", str(tiny_model_dir), "--format", "peft", "--target", "sglang"]
+    result = CliRunner().invoke(export_command, [*args, "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    assert result.output.startswith(f"exported a sglang LoRA adapter for 2 patched modules to {out}\n")
+    assert "sglang: padded, rank 6; padding adds " in result.output
+    manifest = json.loads((out / "patchreg.json").read_text())
+    assert manifest["target"] == "sglang" and manifest["export"]["rank"] == 6
+    model = load_causal_lm(tiny_model_dir).eval()
+    with torch.no_grad(), apply_patch(model, load_patch(lora_patch_file)):
+        ours = model(input_ids).logits
+    with torch.no_grad():
+        theirs = PeftModel.from_pretrained(load_causal_lm(tiny_model_dir), out).eval()(input_ids).logits
+    torch.testing.assert_close(theirs, ours, atol=1e-5, rtol=0)
+
+    refused = CliRunner().invoke(
+        export_command, [*args[:4], "merged", "--target", "vllm", "-o", str(tmp_path / "m")]
+    )
+    assert "does not apply to --format merged" in str(refused.exception) and not (tmp_path / "m").exists()

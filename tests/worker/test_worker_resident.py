@@ -118,3 +118,30 @@ def test_a_port_job_hashes_its_patch_once(
         digests = {p.digest for p in patches.list_patches(s) if p.origin == "imported"}
     per_patch = {d: hashed.count(d) for d in digests}
     assert all(n == 1 for n in per_patch.values()), per_patch  # one port job each
+
+
+def test_one_eval_file_in_two_domains_is_evaluated_once_on_a_base(
+    registry: Registry, family: Family, tmp_path: Path
+) -> None:
+    """A dataset is its bytes: the base alone is measured once on them, whichever domain asks."""
+    from sqlalchemy import func, select
+
+    from registry.models import Evaluation
+
+    _, evals = domain_rows()
+    quiz = write_jsonl(evals[:8], tmp_path / "q.jsonl")
+    lora, *_ = _patches(tmp_path)
+    with transaction(registry.factory) as s:
+        bases.register_base(s, "tiny:v1", str(family.v1))
+        for name in ("docs", "legal"):
+            domains.create_domain(s, name)
+            datasets.add_dataset(s, registry.store, name, "quiz", quiz, "eval")
+            row = patches.register_patch(s, registry.store, name, "tiny:v1", lora, "imported")
+            jobs.enqueue(s, "evaluate", {"patch_id": row.id}, dedupe_key=f"evaluate:{row.id}")
+    config = WorkerConfig(work_root=registry.home / "work", poll_seconds=0.05, backoff_seconds=0)
+    assert Worker(registry.factory, registry.store, config).run(until_idle=True) == 2
+    with transaction(registry.factory) as s:
+        alone = select(func.count()).select_from(Evaluation).where(Evaluation.patch_id.is_(None))
+        patched = select(func.count()).select_from(Evaluation).where(Evaluation.patch_id.is_not(None))
+        assert (s.scalar(alone), s.scalar(patched)) == (1, 2)
+        assert all(j.status == "succeeded" for j in jobs.list_jobs(s, kind="evaluate"))

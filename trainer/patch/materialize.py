@@ -3,9 +3,9 @@
 native is a copy of the patch file; peft is the PEFT adapter (`write_peft`), or with a serving
 `target` the LoRA form that engine loads exactly (`write_engine_adapter`; scale deltas and
 approximations read the base's files); merged is base + patch as a standalone model
-(`write_merged`, needs the base's files). Every format gets the plan's
-manifest (`patchreg.json`) beside it, and the whole directory appears at once
-(`core.atomic.atomic_output_dir`) or not at all.
+(`write_merged`, needs the base's files). Every format gets the plan's manifest (`patchreg.json`)
+beside it, peft and merged a model card (`README.md`, `core.model_card`), and the whole directory
+appears at once (`core.atomic.atomic_output_dir`) or not at all.
 
 This module imports no torch: the native path runs on a server without it, and peft/merged load
 their writers (and torch) only when asked, answering `Unsupported` where torch is missing.
@@ -23,6 +23,8 @@ from typing import Any
 from core.atomic import atomic_output_dir
 from core.errors import InvalidInput, Unsupported
 from core.fetch import MANIFEST, NATIVE_FILE, FetchPlan, check_format
+from core.model_card import CARD
+from core.model_card import render as render_card
 from core.serving import check_target
 
 Writer = Callable[[FetchPlan, Path, Path, Path | None], None]
@@ -110,4 +112,6 @@ def materialize(
         write(plan, Path(patch_file), stage, None if base_dir is None else Path(base_dir))
         manifest = plan.manifest(fmt, export.target) | ({"export": report} if report else {})
         (stage / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
+        if fmt != "native":
+            (stage / CARD).write_text(render_card(plan, fmt, export.target, report or None))
     return sorted(p.name for p in out_dir.iterdir()), report

@@ -84,6 +84,15 @@ def test_http_and_cli_fetch_write_the_same_bytes(fetchable: Api, scratch: Path, 
         assert served == _files(tmp_path / fmt)  # the manifest too: nothing differs
         assert list(scratch.iterdir()) == []  # the server's temp directory is gone once sent
 
+    response = api.get("/v1/fetch", params={**WHERE, "target": "vllm"})  # format peft by default
+    assert response.status_code == 200, response.text
+    cli("fetch", "medical", "--base", "tiny:v1", "--target", "vllm", "-o", str(tmp_path / "vllm"))
+    assert _untar(response.content) == _files(tmp_path / "vllm")
+    assert json.loads((tmp_path / "vllm" / "adapter_config.json").read_text())["r"] == 8
+    card = (tmp_path / "vllm" / "README.md").read_text()
+    assert card.startswith('---\nbase_model_relation: "adapter"\nlibrary_name: "peft"\n')
+    assert f"1. `{pid}` on tiny:v1 (imported, candidate)" in card
+
     default = _untar(api.get("/v1/fetch", params=WHERE).content)  # native unless asked
     assert sorted(default) == ["patch.safetensors", "patchreg.json"]
     manifest = json.loads((tmp_path / "peft" / "patchreg.json").read_text())
@@ -135,6 +144,12 @@ def test_refusals_are_json_errors_and_leave_nothing(
     assert nothing["error"]["detail"]["patches"] == [{"id": pid, "why": "tiny:v1, method lora"}]
     mixed = api.ok("GET", "/v1/fetch", 422, params={**WHERE, "format": "peft"})
     assert "mixes scale deltas" in mixed["error"]["message"]
+    scale = api.ok("GET", "/v1/fetch", 422, params={**WHERE, "target": "sglang"})  # a scale on all channels
+    assert scale["error"]["message"].startswith(
+        "SGLang cannot load this patch: module 'model.layers.0.mlp.down_proj'"
+    )
+    wrong = api.ok("GET", "/v1/fetch", 422, params={**WHERE, "target": "tgi", "format": "merged"})
+    assert "does not apply to format=merged" in wrong["error"]["message"]
     assert api.ok("GET", "/v1/fetch", 401, params=WHERE, as_=None)["error"]["code"] == "unauthorized"
     assert list(scratch.iterdir()) == []
 
@@ -142,5 +157,12 @@ def test_refusals_are_json_errors_and_leave_nothing(
 def test_fetch_is_in_the_openapi_schema(api: Api) -> None:
     route = api.client.get("/openapi.json").json()["paths"]["/v1/fetch"]["get"]
     assert "application/x-tar" in route["responses"]["200"]["content"]
-    assert {p["name"] for p in route["parameters"]} == {"domain", "base", "method", "format"}
+    assert {p["name"] for p in route["parameters"]} == {
+        "domain",
+        "base",
+        "method",
+        "format",
+        "target",
+        "approximate",
+    }
     assert route["description"]
