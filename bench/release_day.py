@@ -77,9 +77,11 @@ def lora_patch(model: Any, seed: int) -> Any:
     return Patch("lora", {"r": 8}, deltas)
 
 
-def build_release(root: Path, hidden: int, layers: int, n: int) -> tuple[int, list[Path]]:
+def build_release(root: Path, hidden: int, layers: int, n: int, distinct: bool) -> tuple[int, list[Path]]:
     """v1, v2 (v1 nudged), the quiz and `n` LoRA patch files, shared by every arm. The patches are
-    written as format 1 (Linear targets only), which older trees read and newer ones still do."""
+    written as format 1 (Linear targets only), which older trees read and newer ones still do.
+    `distinct`: each domain gets its own quiz file (`quiz<i>.jsonl`, prompts tagged with the domain,
+    so no two files have the same bytes); else every domain registers the one `quiz.jsonl`."""
     import torch
 
     from trainer.family import domain_rows, write_jsonl
@@ -94,6 +96,8 @@ def build_release(root: Path, hidden: int, layers: int, n: int) -> tuple[int, li
     save(v1, root / "v2")
     _, evals = domain_rows()
     write_jsonl(evals[:16], root / "quiz.jsonl")
+    for i in range(n if distinct else 0):
+        write_jsonl([{**r, "prompt": f"[d{i}] {r['prompt']}"} for r in evals[:16]], root / f"quiz{i}.jsonl")
     files = []
     for i in range(n):
         patch = lora_patch(v1, i)
@@ -152,7 +156,10 @@ def release(
         bases.register_base(s, "bench:v1", str(root / "v1"))
         for i, path in enumerate(files):
             domains.create_domain(s, f"d{i}")
-            datasets.add_dataset(s, store, f"d{i}", "quiz", root / "quiz.jsonl", "eval")
+            own = root / f"quiz{i}.jsonl"  # written by build_release for --distinct-evals
+            datasets.add_dataset(
+                s, store, f"d{i}", "quiz", own if own.exists() else root / "quiz.jsonl", "eval"
+            )
             patch = patches.register_patch(s, store, f"d{i}", "bench:v1", path, "imported")
             jobs.enqueue(s, "evaluate", {"patch_id": patch.id}, dedupe_key=f"evaluate:{patch.id}")
     # Before the release (not timed): each patch was evaluated on v1, as trained patches are,
@@ -255,10 +262,12 @@ def extract(repo: Path, rev: str, dest: Path) -> str:
     return commit
 
 
-def release_day(root: Path, hidden: int, layers: int, n: int, before: str | None) -> dict[str, Any]:
+def release_day(
+    root: Path, hidden: int, layers: int, n: int, before: str | None, distinct: bool = False
+) -> dict[str, Any]:
     current = Path(__file__).resolve().parent.parent
-    params, files = build_release(root, hidden, layers, n)
-    results: dict[str, Any] = {"params": params, "patches": n}
+    params, files = build_release(root, hidden, layers, n, distinct)
+    results: dict[str, Any] = {"params": params, "patches": n, "eval_files": n if distinct else 1}
     arms: list[tuple[str, Path, int | None]] = []
     if before is not None:
         results["before_rev"] = extract(current, before, root / "before-tree")
@@ -364,6 +373,9 @@ def main() -> None:
     parser.add_argument("--layers", type=int, default=10)
     parser.add_argument("--patches", type=int, default=20)
     parser.add_argument("--before", default="6387a85", help="revision for the 'before' arm, or 'none'")
+    parser.add_argument(
+        "--distinct-evals", action="store_true", help="each domain its own quiz bytes (default: one shared)"
+    )
     parser.add_argument("--merge-sizes", default="512x4,1024x8,1536x16", help="HIDDENxLAYERS,... for (b)")
     parser.add_argument("--repeats", type=int, default=10)
     parser.add_argument("--root", type=Path, default=None)
@@ -376,7 +388,9 @@ def main() -> None:
     report: dict[str, Any] = {}
     if "release" in sections:
         before = None if args.before.lower() == "none" else args.before
-        report["release_day"] = release_day(root, args.hidden, args.layers, args.patches, before)
+        report["release_day"] = release_day(
+            root, args.hidden, args.layers, args.patches, before, args.distinct_evals
+        )
     if "switch" in sections:
         if not (root / "v1").exists():
             save(llama(args.hidden, args.layers), root / "v1")
