@@ -131,6 +131,9 @@ def test_merged_is_a_standalone_model(patchreg: Patchreg, base_dir: Path, tmp_pa
     patchreg("fetch", "medical", "--base", "tiny:v1", "--format", "merged", "-o", str(out))
     assert (out / "config.json").is_file() and (out / "tokenizer.json").is_file()
     assert (_logits(_load(out)) - _expected(base_dir, file)).abs().max() <= 1e-5
+    card = (out / "README.md").read_text()  # a local base: no base_model id to name
+    assert card.startswith('---\nbase_model_relation: "finetune"\nlibrary_name: "transformers"\ntags: ')
+    assert "| base revision | local files (no revision) |" in card
 
 
 def test_refusals_write_nothing(patchreg: Patchreg, db_url: str, base_dir: Path, tmp_path: Path) -> None:
