@@ -44,8 +44,10 @@ def test_manifest_is_todays_patchreg_json() -> None:
         ("status", "validated"),
         ("digest", "ab" * 32),
         ("format", "peft"),
+        ("target", "peft"),  # the engine a peft-format adapter is shaped for
         ("why", "alias production"),
     ]
+    assert PLAN.manifest("peft", "vllm")["target"] == "vllm" and "target" not in PLAN.manifest("merged")
     assert json.loads(json.dumps(manifest)) == manifest  # JSON-ready as it is
     assert {fmt: PLAN.manifest(fmt)["format"] for fmt in FORMATS} == {f: f for f in FORMATS}
     local = replace(PLAN, source_uri="/models/tiny", base_name="/models/tiny", revision=None)
