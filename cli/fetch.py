@@ -100,7 +100,7 @@ def fetch(
         "patch": p,
         "why": plan.why,
         "format": fmt,
-        "target": target or "peft" if fmt == "peft" else None,
+        "target": (target or "peft") if fmt == "peft" else None,
         "out": str(out),
         "files": files,
         **({"export": decided} if decided else {}),
