@@ -13,6 +13,7 @@ import json
 from typing import Any
 
 from core.fetch import FetchPlan
+from core.serving import approximation_summary
 
 CARD = "README.md"
 
@@ -61,13 +62,8 @@ def render(plan: FetchPlan, fmt: str, target: str = "peft", export: dict[str, An
         lines.append(f"| gate | {plan.status}: {prov['gate']} |")
     if export:
         lines.append(f"| export | {export.get('status')}, rank {export.get('rank')}: {export.get('rule')} |")
-        approx = export.get("approximation")
-        if approx:
-            worst = max(approx["relative_error"].values())
-            lines.append(
-                f"| approximation | rank-{approx['rank']} SVD, weight error up to {worst:.3%}, logit error "
-                f"{approx.get('logit_error', float('nan')):.3%} of the patch's effect |"
-            )
+        if export.get("approximation"):
+            lines.append(f"| approximation | {approximation_summary(export['approximation'])} |")
     if prov.get("lineage"):
         lines += ["", "## Lineage", ""]
         lines += [

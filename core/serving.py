@@ -27,7 +27,7 @@ import re
 import sys
 from array import array
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, get_args
 
@@ -167,7 +167,6 @@ class Assessment:
     rank: int | None = None
     padded_bytes: int = 0  # bytes the padding adds over the patch's own LoRA tensors (fp32)
     note: str | None = None
-    approximate: dict[str, Any] = field(default_factory=dict)
 
     def line(self) -> str:
         label = ENGINE_TABLE[self.target].label if self.target in ENGINE_TABLE else "PEFT"
@@ -292,8 +291,8 @@ def assess(
         return Assessment(
             target, "merged", f"rank {needed} is above {MAX_RANK}, the largest any engine serves {where}"
         )
-    lora = _lora_bytes(modules, base, rank, engine)
-    status: Status = "approximate" if approximated else ("exact" if lora["padding"] == 0 else "padded")
+    padding = _padding_bytes(modules, base, rank, engine)
+    status: Status = "approximate" if approximated else ("exact" if padding == 0 else "padded")
     rule = (
         f"one rank R={rank} for every module of every layer, r = lora_alpha = R, scales folded into B, "
         f"no rank/alpha patterns {where}"
@@ -303,9 +302,8 @@ def assess(
         status,
         rule,
         rank=rank,
-        padded_bytes=lora["padding"],
+        padded_bytes=padding,
         note=engine.serve_note(rank),
-        approximate={"modules": approximated, "rank": approximate} if approximated else {},
     )
 
 
@@ -337,8 +335,8 @@ def emitted_modules(modules: list[ModuleFacts], base: BaseFacts, engine: Engine)
     return names + [HEAD for m in modules if m.name == HEAD]
 
 
-def _lora_bytes(modules: list[ModuleFacts], base: BaseFacts, rank: int, engine: Engine) -> dict[str, int]:
-    """fp32 bytes of the export at uniform `rank`, and how many of them are padding."""
+def _padding_bytes(modules: list[ModuleFacts], base: BaseFacts, rank: int, engine: Engine) -> int:
+    """fp32 bytes the export at uniform `rank` writes beyond the patch's own LoRA tensors."""
     own: dict[str, int] = {}
     for m in modules:
         r = m.rank if m.rank is not None else (m.changed or rank)
@@ -348,4 +346,13 @@ def _lora_bytes(modules: list[ModuleFacts], base: BaseFacts, rank: int, engine: 
     for name in emitted_modules(modules, base, engine):
         out_f, in_f = base.shapes[name]
         total += 4 * rank * (out_f + in_f)
-    return {"total": total, "padding": total - sum(own.values())}
+    return total - sum(own.values())
+
+
+def approximation_summary(approx: Mapping[str, Any]) -> str:
+    """One phrase for an export's `approximation` entry: rank, worst weight error, logit error."""
+    worst = max(approx["relative_error"].values())
+    said = f"rank-{approx['rank']} SVD: weight error up to {worst:.3%} per module"
+    if "logit_error" in approx:
+        said += f", logit error {approx['logit_error']:.3%} of the patch's effect"
+    return said

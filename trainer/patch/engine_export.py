@@ -64,10 +64,6 @@ class EngineExport:
         return out
 
 
-def changed_channels(delta: Scale) -> int:
-    return int((delta.s != 1).sum())
-
-
 def module_facts(patch: Patch) -> list[ModuleFacts]:
     facts = []
     for name, d in sorted(patch.deltas.items()):
@@ -76,7 +72,7 @@ def module_facts(patch: Patch) -> list[ModuleFacts]:
         elif isinstance(d, Columns | Rows):
             facts.append(ModuleFacts(name, d.kind, rank=int(d.idx.shape[0])))
         elif isinstance(d, Scale):
-            facts.append(ModuleFacts(name, "scale", changed=changed_channels(d)))
+            facts.append(ModuleFacts(name, "scale", changed=int((d.s != 1).sum())))
         else:
             facts.append(ModuleFacts(name, "dense"))
     return facts
@@ -201,16 +197,17 @@ def write_engine_adapter(
     *,
     weights: Weights | None = None,
     approximate: int | None = None,
-) -> EngineExport:
+) -> tuple[EngineExport, dict[str, torch.Tensor]]:
     """Write the adapter for `target` into `directory` (a staging directory the caller makes appear
-    atomically): `adapter_config.json` + `adapter_model.safetensors`."""
+    atomically): `adapter_config.json` + `adapter_model.safetensors`. Returns what was decided and
+    the tensors written."""
     from safetensors.torch import save_file
 
     tensors, export = engine_tensors(patch, base, target, weights=weights, approximate=approximate)
     save_file(tensors, str(directory / "adapter_model.safetensors"), metadata={"format": "pt"})
     config = engine_config(export, base_name, revision)
     (directory / "adapter_config.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
-    return export
+    return export, tensors
 
 
 def approximated_patch(patch: Patch, tensors: dict[str, torch.Tensor], export: EngineExport) -> Patch:
@@ -261,7 +258,7 @@ def write_engine_for_base(
     (default: the no-op check's probe sentences). Returns the export's manifest entry."""
     needs_weights = any(isinstance(d, Scale | Dense) for d in patch.deltas.values())
     if not needs_weights:
-        return write_engine_adapter(patch, directory, target, base, base_name, revision).manifest()
+        return write_engine_adapter(patch, directory, target, base, base_name, revision)[0].manifest()
     if base_dir is None:
         raise ConfigError(
             f"exporting this patch for {target} reads the base's weights (scale or dense deltas), "
@@ -270,18 +267,15 @@ def write_engine_for_base(
     from trainer.checkpoint_weights import CheckpointWeights
 
     with CheckpointWeights(base_dir, "the base") as checkpoint:
-        export = write_engine_adapter(
+        export, tensors = write_engine_adapter(
             patch, directory, target, base, base_name, revision,
             weights=lambda name: checkpoint.load(checkpoint.source(name)), approximate=approximate,
         )  # fmt: skip
     manifest = export.manifest()
     if export.errors:
-        from safetensors.torch import load_file
-
         from trainer.hf import load_causal_lm, load_tokenizer
         from trainer.port.noop import DEFAULT_PROBES
 
-        tensors = load_file(str(directory / "adapter_model.safetensors"))
         model = load_causal_lm(base_dir).eval()
         probes = list(texts or DEFAULT_PROBES)
         error = logit_error(
