@@ -128,19 +128,27 @@ def number(
 ) -> int | float:
     """A finite number within [lo, hi] (or (lo, hi]); an integer when asked (2.0 counts, 2.5 does not)."""
     kind = "an integer" if integer else "a number"
-    bounds = f"{'(' if lo_open else '['}{lo:g}, {hi:g}]"
+    bounds = f"{'(' if lo_open else '['}{_shown(lo)}, {_shown(hi)}]"
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise error(f"{field}={value!r}: expected {kind} in {bounds}")
     if isinstance(value, float) and not math.isfinite(value):
         raise error(f"{field}={value!r}: expected a finite number in {bounds}")
     if value < lo or value > hi or (lo_open and value == lo):
-        shown = value if isinstance(value, float) or value.bit_length() < 64 else f"{float(value):.3g}"
+        shown = (
+            value
+            if isinstance(value, float) or value.bit_length() <= 64
+            else f"<{value.bit_length()}-bit integer>"
+        )
         raise error(f"{field}={shown}: expected {kind} in {bounds}")
     if integer:
         if isinstance(value, float) and not value.is_integer():
             raise error(f"{field}={value!r}: expected {kind} in {bounds}")
         return int(value)
     return value
+
+
+def _shown(bound: float) -> str:
+    return f"{int(bound):,}" if float(bound).is_integer() and abs(bound) < 1e18 else f"{bound:g}"
 
 
 def decimal(digits: str, cap: int) -> int:

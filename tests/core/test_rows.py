@@ -41,8 +41,11 @@ def test_reads_text_completion_and_choice_rows(tmp_path: Path) -> None:
         ('{"prompt": "x", "choices": ["a", "b"], "answer": "c"}', "line 2: 'answer' 'c' is not one of"),
         ('{"completion": "x"}', "line 2: a row needs 'text'"),
         ('{"text": "a", "prompt": "b"}', "line 2: a row has either 'text' or 'prompt', not both"),
-        ("[" * 100_000 + "]" * 100_000, "line 2: not valid JSON \\(nested too deeply"),
-        ('{"text": "a", "n": ' + "9" * 5000 + "}", "line 2: not valid JSON \\(nested too deeply or a number"),
+        ("[" * 100_000 + "]" * 100_000, "line 2: JSON nested more than 32 levels deep"),
+        ('{"text": "a", "n": ' + "9" * 5000 + "}", "line 2: an integer has 5,000 digits"),
+        ('{"text": "a", "n": NaN}', "line 2: NaN is not a number JSON allows"),
+        ('{"text": "a", "n": 1e999}', "line 2: the number 1e999 is out of range"),
+        ('{"text": "a\\u0000b"}', "line 2: a string holds a NUL character"),
     ],
 )
 def test_bad_rows_are_reported_with_their_line(tmp_path: Path, line: str, message: str) -> None:
