@@ -73,14 +73,15 @@ def write_zoo_patch(path: Path, model_type: str, kinds: dict[str, str], method: 
 
 def raw_patch(
     path: Path,
-    modules: dict[str, dict[str, object]],
+    modules: dict[str, dict[str, object]] | str,
     tensors: dict[str, tuple[str, tuple[int, ...], bytes]],
     *,
     method_config: str = "{}",
     **metadata: str,
 ) -> Path:
     """A patch file written byte by byte (no validation on the way): `tensors` maps a name to
-    (dtype code, shape, data), so tests can plant what no writer would produce."""
+    (dtype code, shape, data), `modules` may be any JSON text, so tests can plant what no writer
+    would produce."""
     import json
 
     from core.safetensors_header import TensorInfo, header_bytes
@@ -89,7 +90,7 @@ def raw_patch(
         "format_version": "2",
         "method": "lora",
         "method_config": method_config,
-        "modules": json.dumps(modules),
+        "modules": modules if isinstance(modules, str) else json.dumps(modules),
         **metadata,
     }
     infos = [TensorInfo(name, dtype, shape) for name, (dtype, shape, _) in tensors.items()]
