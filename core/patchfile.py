@@ -13,19 +13,21 @@ data; the trainer adds the checks that do (finite values, index sanity) when it 
 
 from __future__ import annotations
 
-import json
 import math
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from core import inputs
 from core.arch.naming import EMBEDDING_LEAVES, HEAD
 from core.errors import ConfigError, MalformedFile
 from core.safetensors_header import TensorInfo, read_safetensors_header
 
 FORMAT_VERSION = 2
 SUPPORTED_FORMAT_VERSIONS = frozenset({1, FORMAT_VERSION})
+METHOD_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,31}")  # the registry's method column holds 32
 RESERVED_KEYS = ("format_version", "method", "method_config", "modules")
 TENSOR_NAMES: dict[str, tuple[str, ...]] = {
     "lowrank": ("A", "B"),
@@ -132,11 +134,7 @@ def _err(where: str, message: str, module: str | None = None) -> MalformedFile:
 def _json_object(text: str | None, key: str, where: str) -> dict[str, Any]:
     if text is None:
         raise _err(where, f"missing {key} in metadata")
-    try:
-        value = json.loads(text)
-    except (json.JSONDecodeError, RecursionError, ValueError) as exc:
-        reason = exc.msg if isinstance(exc, json.JSONDecodeError) else "nested too deeply or too large"
-        raise _err(where, f"{key} metadata is not valid JSON ({reason})") from None
+    value = inputs.loads(text, f"{where}: {key} metadata", MalformedFile)
     if not isinstance(value, dict):
         raise _err(where, f"{key} metadata must be a JSON object, found {type(value).__name__}")
     return value
@@ -203,6 +201,8 @@ def build_header(meta: Mapping[str, str] | None, infos: Mapping[str, TensorInfo]
     method = meta.get("method")
     if not method:
         raise _err(where, "missing method in metadata")
+    if not METHOD_RE.fullmatch(method):
+        raise _err(where, f"method {method[:40]!r} is not a method name (1-32 of A-Z a-z 0-9 . _ + -)")
     method_config = _json_object(meta.get("method_config", "{}"), "method_config", where)
     entries = _json_object(meta.get("modules"), "modules", where)
     if not entries:

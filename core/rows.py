@@ -11,12 +11,12 @@ Accepted rows:
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from core import inputs
 from core.errors import DataError
 
 ROLES = ("train", "eval", "general")
@@ -104,12 +104,7 @@ def _decode(raw: bytes, where: str) -> Any:
         raise DataError(f"{where}: not valid UTF-8") from None
     if not line.strip():
         return None
-    try:
-        return json.loads(line)
-    except json.JSONDecodeError as exc:
-        raise DataError(f"{where}: not valid JSON ({exc.msg})") from None
-    except (RecursionError, ValueError):  # nesting past the parser's depth, integers past 4300 digits
-        raise DataError(f"{where}: not valid JSON (nested too deeply or a number too large)") from None
+    return inputs.loads(line, where, DataError)  # depth, number and NUL limits (`core.inputs`)
 
 
 def iter_rows(path: Path | str, role: str | None = None) -> Iterator[Row]:

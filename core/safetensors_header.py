@@ -13,6 +13,7 @@ import struct
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from core import inputs
 from core.errors import MalformedFile
 
 MAX_HEADER_BYTES = 100 * 1024 * 1024
@@ -67,10 +68,7 @@ def read_safetensors_header(path: Path) -> tuple[dict[str, TensorInfo], dict[str
                 f"{path.name}: header claims {header_len:,} bytes but the file has only {size:,} (truncated?)"
             )
         raw = f.read(header_len)
-    try:
-        header = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise MalformedFile(f"{path.name}: header is not valid JSON ({exc})") from None
+    header = inputs.loads(raw, f"{path.name}: header", MalformedFile)
     if not isinstance(header, dict):
         raise MalformedFile(f"{path.name}: header is not a JSON object")
 
@@ -123,10 +121,11 @@ def _parse_entry(file: str, name: str, entry: object, data_start: int) -> tuple[
 
 def header_bytes(tensors: list[TensorInfo], metadata: dict[str, str] | None = None) -> bytes:
     """The 8-byte length and JSON header of a safetensors file whose data holds `tensors` back to
-    back in this order, padded to 8 bytes: a writer can then stream the data tensor by tensor."""
+    back in this order, padded to 8 bytes: a writer can then stream the data tensor by tensor.
+    Metadata keys are sorted, so equal inputs give equal bytes (content addressing dedupes them)."""
     header: dict[str, object] = {}
     if metadata:
-        header["__metadata__"] = dict(metadata)
+        header["__metadata__"] = dict(sorted(metadata.items()))  # canonical: same patch, same bytes
     offset = 0
     for info in tensors:
         size = info.numel * DTYPE_BYTES[info.dtype]
@@ -139,3 +138,9 @@ def header_bytes(tensors: list[TensorInfo], metadata: dict[str, str] | None = No
     raw = json.dumps(header, separators=(",", ":")).encode()
     raw += b" " * (-len(raw) % 8)
     return struct.pack("<Q", len(raw)) + raw
+
+
+def storage_order(tensors: list[TensorInfo]) -> list[TensorInfo]:
+    """The order safetensors itself writes: widest dtype first, then by name, so every tensor
+    starts aligned to its element size (the header is padded to 8), deterministically."""
+    return sorted(tensors, key=lambda t: (-DTYPE_BYTES[t.dtype], t.name))

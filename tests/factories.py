@@ -69,3 +69,30 @@ def write_zoo_patch(path: Path, model_type: str, kinds: dict[str, str], method: 
     g = torch.Generator().manual_seed(0)
     deltas = {name: random_delta(kind, targets[name].shape, g) for name, kind in kinds.items()}
     return save_patch(PatchFile(method, {}, deltas), path)
+
+
+def raw_patch(
+    path: Path,
+    modules: dict[str, dict[str, object]] | str,
+    tensors: dict[str, tuple[str, tuple[int, ...], bytes]],
+    *,
+    method_config: str = "{}",
+    **metadata: str,
+) -> Path:
+    """A patch file written byte by byte (no validation on the way): `tensors` maps a name to
+    (dtype code, shape, data), `modules` may be any JSON text, so tests can plant what no writer
+    would produce."""
+    import json
+
+    from core.safetensors_header import TensorInfo, header_bytes
+
+    meta = {
+        "format_version": "2",
+        "method": "lora",
+        "method_config": method_config,
+        "modules": modules if isinstance(modules, str) else json.dumps(modules),
+        **metadata,
+    }
+    infos = [TensorInfo(name, dtype, shape) for name, (dtype, shape, _) in tensors.items()]
+    path.write_bytes(header_bytes(infos, meta) + b"".join(data for _, _, data in tensors.values()))
+    return path

@@ -10,6 +10,7 @@ name, used by `--set`, `to_dict()` and `describe()`, is the name without it (`la
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from collections.abc import Mapping
@@ -63,6 +64,8 @@ class Config:
 def check_range(name: str, value: Any, lo: float, hi: float, *, lo_open: bool = False) -> list[str]:
     if isinstance(value, bool) or not isinstance(value, int | float):
         return [f"{name} must be a number in {'(' if lo_open else '['}{lo}, {hi}]"]
+    if math.isnan(value):  # compares false with every bound, so it would pass the check below
+        return [f"{name}={value} is not a number in {'(' if lo_open else '['}{lo}, {hi}]"]
     if value > hi or value < lo or (lo_open and value == lo):
         return [f"{name}={value} is outside {'(' if lo_open else '['}{lo}, {hi}]"]
     return []

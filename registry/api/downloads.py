@@ -19,11 +19,12 @@ from fastapi import Request, Response
 from fastapi.responses import StreamingResponse
 from starlette.background import BackgroundTask
 
+from core import inputs
 from core.errors import RangeNotSatisfiable
 from registry.store import ArtifactStore
 
 CHUNK = 1 << 20
-_RANGE = re.compile(r"^\s*bytes\s*=\s*(\d*)\s*-\s*(\d*)\s*$", re.IGNORECASE)
+_RANGE = re.compile(r"^\s*bytes\s*=\s*([0-9]*)\s*-\s*([0-9]*)\s*$", re.IGNORECASE)
 
 
 def etag(digest: str) -> str:
@@ -48,13 +49,14 @@ def parse_range(header: str, size: int) -> tuple[int, int] | None:
     first, last = match.groups()
     if not first and not last:
         return None
+    # Positions past the end are all alike: saturate there (`int()` of 5000 digits would raise).
     if not first:  # suffix: the last N bytes
-        length = int(last)
+        length = inputs.decimal(last, size)
         if length == 0 or size == 0:
             raise RangeNotSatisfiable(size)
         return max(size - length, 0), size - 1
-    start = int(first)
-    end = int(last) if last else size - 1
+    start = inputs.decimal(first, size)
+    end = inputs.decimal(last, size) if last else size - 1
     if last and end < start:
         return None  # invalid syntax: ignored
     if start >= size:

@@ -1,17 +1,23 @@
-"""Request body limits, counted on the bytes actually received (Content-Length is only a shortcut).
+"""Request limits: body sizes counted on the bytes actually received (Content-Length is only a
+shortcut), and every request's path, query and JSON body held to `core.inputs` before a route runs.
 
 Uploads (multipart to the upload routes) may be up to `api_max_upload_bytes`; they stream through
 untouched and `uploads.receive_form` counts them while spooling to disk. Every other body is small
 (JSON) and is read here in full, up to `api_max_json_bytes`, before the app sees it, so nothing
-downstream can be made to buffer more than that.
+downstream can be made to buffer more than that. A JSON body is parsed here once with the shared
+limits (depth, number size, finite numbers, NUL-free strings), so no route, validator or database
+ever sees a 100k-deep document, NaN, or a NUL; a NUL in the path or query is refused the same way.
 """
 
 from __future__ import annotations
 
+from urllib.parse import parse_qsl
+
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from core.errors import PayloadTooLarge
+from core import inputs
+from core.errors import InvalidInput, PayloadTooLarge
 from registry.api.errors import to_response
 
 UPLOAD_SETTING = "PATCHREG_API_MAX_UPLOAD_BYTES"
@@ -20,6 +26,31 @@ JSON_SETTING = "PATCHREG_API_MAX_JSON_BYTES"
 
 def too_large(limit: int, setting: str) -> PayloadTooLarge:
     return PayloadTooLarge(f"request body exceeds the limit of {limit:,} bytes ({setting})", limit=limit)
+
+
+def _is_json(content_type: str) -> bool:
+    """Whether FastAPI would parse this body as JSON (it does when no content type is given)."""
+    media = content_type.split(";", 1)[0].strip().lower()
+    return (
+        not media
+        or media == "application/json"
+        or (media.startswith("application/") and media.endswith("+json"))
+    )
+
+
+def check_target(scope: Scope) -> None:
+    """The `core.inputs` rules for the path and the query parameters every route reads."""
+    inputs.text(scope.get("path", ""), "the request path")
+    query = scope.get("query_string", b"").decode("latin-1")
+    for name, value in parse_qsl(query, keep_blank_values=True):
+        inputs.text(name, "a query parameter name")
+        inputs.text(value, f"query parameter {name}")
+
+
+def check_body(scope: Scope, body: bytes) -> None:
+    """The `core.inputs` rules for a JSON body (parsed once more by FastAPI, within these limits)."""
+    if body and _is_json(Headers(scope=scope).get("content-type", "")):
+        inputs.loads(body, "request body")
 
 
 def is_upload(scope: Scope, upload_routes: frozenset[tuple[str, str]]) -> bool:
@@ -41,10 +72,15 @@ class BodyLimitMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        try:
+            check_target(scope)
+        except InvalidInput as exc:
+            await to_response(exc)(scope, receive, send)
+            return
         upload = is_upload(scope, self.upload_routes)
         limit, setting = (self.upload_limit, UPLOAD_SETTING) if upload else (self.json_limit, JSON_SETTING)
         declared = Headers(scope=scope).get("content-length", "")
-        if declared.isdigit() and int(declared) > limit:
+        if declared.isascii() and declared.isdigit() and inputs.decimal(declared, limit + 1) > limit:
             await to_response(too_large(limit, setting))(scope, receive, send)
             return
         if upload:
@@ -64,7 +100,13 @@ class BodyLimitMiddleware:
             chunks.append(chunk)
             if not message.get("more_body", False):
                 break
-        await self.app(scope, _replay(b"".join(chunks), receive), send)
+        body = b"".join(chunks)
+        try:
+            check_body(scope, body)
+        except InvalidInput as exc:
+            await to_response(exc)(scope, receive, send)
+            return
+        await self.app(scope, _replay(body, receive), send)
 
 
 def _replay(body: bytes, receive: Receive) -> Receive:

@@ -23,6 +23,7 @@ from python_multipart.multipart import MultipartParser, parse_options_header
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect
 
+from core import inputs
 from core.errors import InvalidInput, MalformedFile
 from registry.api.limits import UPLOAD_SETTING, too_large
 
@@ -142,9 +143,10 @@ class _Spooler:
             self.pending.append((self._out, b""))  # b"": close after the pending writes
             return
         try:
-            self.texts[self._name] = self._text.decode("utf-8")
+            value = self._text.decode("utf-8")
         except UnicodeDecodeError:
             raise InvalidInput(f"form field {self._name!r} is not valid UTF-8") from None
+        self.texts[self._name] = inputs.text(value, f"form field {self._name!r}")
 
     def _end(self) -> None:
         self.ended = True

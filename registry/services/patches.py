@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -10,6 +11,7 @@ from sqlalchemy.orm import Session
 
 from core.errors import InvalidInput
 from core.fit import module_misfit
+from core.patch_values import check_values
 from core.patchfile import PatchHeader, read_patch_header
 from core.plans import Decision
 from core.vocab import PATCH_ORIGINS, PATCH_STATUSES
@@ -45,12 +47,20 @@ def to_read(p: Patch) -> PatchRead:
     )
 
 
-def misfits(header: PatchHeader, base: BaseVersion) -> list[str]:
+def misfits(header: PatchHeader, base: BaseVersion, max_index: Mapping[str, int] | None = None) -> list[str]:
     """Why a patch's tensors cannot belong to `base` (empty when they can). Patches name runtime
-    weights, [out, in]; the base's are read through its architecture (`runtime_shapes`)."""
+    weights, [out, in]; the base's are read through its architecture (`runtime_shapes`).
+    `max_index` (from the data, `core.patch_values`) also checks columns/rows indices are in range."""
     shapes = runtime_shapes(base)
     found = (
-        module_misfit(name, m.kind, m.shapes(), shapes.get(name), target=base_ref(base))
+        module_misfit(
+            name,
+            m.kind,
+            m.shapes(),
+            shapes.get(name),
+            target=base_ref(base),
+            max_index=(max_index or {}).get(name),
+        )
         for name, m in sorted(header.modules.items())
     )
     return [misfit.message for misfit in found if misfit is not None]
@@ -69,14 +79,16 @@ def register_patch(
     job_id: str | None = None,
     metrics: dict[str, Any] | None = None,
 ) -> PatchRead:
-    """Check the file is a patch that fits `base`, store it, and record it as a candidate."""
+    """Check the file is a patch that fits `base` (header, then every value: finite floats, indices in
+    range), store it, and record it as a candidate."""
     if origin not in PATCH_ORIGINS:
         raise InvalidInput(f"invalid origin {origin!r}: expected one of {', '.join(PATCH_ORIGINS)}")
     domain_row = get_domain(session, domain)
     version = get_base_version(session, base)
     parent = get_patch(session, parent_id) if parent_id else None
     header = read_patch_header(Path(file))
-    problems = misfits(header, version)
+    values = check_values(Path(file), header)
+    problems = misfits(header, version, values.max_index)
     if problems:
         raise InvalidInput(
             f"patch does not fit {base}: {problems[0]}"

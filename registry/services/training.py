@@ -16,6 +16,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from core import inputs
 from core.errors import DataUnavailable, InvalidInput
 from core.method_config import regularizer_name
 from core.vocab import REGULARIZABLE, REGULARIZERS, TRAIN_METHODS
@@ -27,17 +28,20 @@ from registry.services.lookup import base_ref, get_base_version, get_dataset, ge
 from registry.store import ArtifactStore
 
 IMPORTANCE_MEDIA_TYPE = "application/vnd.patchreg.importance+safetensors"
-TRAIN_ARGS: dict[str, type] = {
-    "steps": int,
-    "epochs": float,
-    "lr": float,
-    "batch_size": int,
-    "grad_accum": int,
-    "max_length": int,
-    "warmup_steps": int,
-    "seed": int,
-    "max_tokens_per_batch": int,
-    "gradient_checkpointing": bool,
+# Training arguments: (type, lowest, highest), the trainer's own bounds (`trainer.loop.TrainArgs`)
+# where it has them, sanity limits elsewhere; a value outside them (or NaN, Infinity, 1e300) is
+# refused here instead of failing the job in the worker.
+TRAIN_ARGS: dict[str, tuple[type, float, float]] = {
+    "steps": (int, 1, 10_000_000),
+    "epochs": (float, 0, 1e6),
+    "lr": (float, 0, 1.0),
+    "batch_size": (int, 1, 65_536),
+    "grad_accum": (int, 1, 65_536),
+    "max_length": (int, 1, 1 << 24),
+    "warmup_steps": (int, 0, 10_000_000),
+    "seed": (int, 0, (1 << 63) - 1),
+    "max_tokens_per_batch": (int, 1, 1 << 32),
+    "gradient_checkpointing": (bool, 0, 1),
 }
 
 
@@ -74,21 +78,21 @@ def _check_args(args: dict[str, Any]) -> dict[str, Any]:
             raise InvalidInput(f"unknown training argument {key!r}; allowed: {', '.join(TRAIN_ARGS)}")
         if value is None:
             continue
-        kind = TRAIN_ARGS[key]
+        kind, lo, hi = TRAIN_ARGS[key]
         if kind is bool:
             if not isinstance(value, bool):
                 raise InvalidInput(f"training argument {key}={value!r}: expected true or false")
             out[key] = value
             continue
-        if (
-            isinstance(value, bool)
-            or not isinstance(value, int | float)
-            or (kind is int and value != int(value))
-        ):
-            raise InvalidInput(f"training argument {key}={value!r}: expected {kind.__name__}")
-        if value < 0 or (key not in ("seed", "warmup_steps") and value <= 0):
-            raise InvalidInput(f"training argument {key}={value!r} must be positive")
-        out[key] = kind(value)
+        number = inputs.number(
+            value,
+            f"training argument {key}",
+            lo=lo,
+            hi=hi,
+            integer=kind is int,
+            lo_open=lo == 0 and kind is float,
+        )
+        out[key] = kind(number)
     return out
 
 

@@ -8,10 +8,13 @@ from pathlib import Path
 
 import pytest
 import torch
+from hypothesis import given
+from hypothesis import strategies as st
 
 from core.errors import MalformedFile
 from core.fit import module_misfit
 from core.patchfile import read_patch_header
+from tests.properties import bounded, dumps, json_values
 from trainer.patch.io import describe, save_patch
 from trainer.patch.peft_export import export_rank
 from trainer.patch.types import Columns, LowRank, Patch, Scale
@@ -84,3 +87,89 @@ def test_a_changed_module_shape_is_refused_even_where_the_delta_fits() -> None:
         misfit is not None
         and misfit.message == "module m: patch (scale) expects weight [16, 8], v2 has [16, 12]"
     )
+
+
+def _header_of(tmp_path: Path, modules: object, tensors: dict, **meta: str) -> object:
+    from tests.factories import raw_patch
+
+    return read_patch_header(raw_patch(tmp_path / "p.safetensors", modules, tensors, **meta))  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("modules", "tensors", "meta", "message"),
+    [
+        ({OP: {"kind": "scale"}}, {f"{OP}.s": ("F32", (), bytes(4))}, {}, "s must be 1-D"),
+        ({OP: {"kind": "dense"}}, {f"{OP}.delta": ("F32", (2, 2, 2), bytes(32))}, {}, "delta must be 2-D"),
+        (
+            {Q: {"kind": "lowrank", "scale": 1}},
+            {f"{Q}.A": ("F32", (1, 2), bytes(8)), f"{Q}.B": ("F32", (), bytes(4))},
+            {},
+            "B must be 2-D",
+        ),
+        (
+            {OP: {"kind": "scale"}},
+            {f"{OP}.s": ("F32", (1,), bytes(4))},
+            {"method_config": "[]"},
+            "found list",
+        ),
+        (
+            {OP: {"kind": "scale"}},
+            {f"{OP}.s": ("F32", (1,), bytes(4))},
+            {"method_config": "null"},
+            "found NoneType",
+        ),
+        (
+            {OP: {"kind": "scale"}},
+            {f"{OP}.s": ("F32", (1,), bytes(4))},
+            {"method_config": "[" * 100_000 + "]" * 100_000},
+            "method_config metadata: JSON nested more than 32 levels deep",
+        ),
+        (
+            {OP: {"kind": "scale"}},
+            {f"{OP}.s": ("F32", (1,), bytes(4))},
+            {"method_config": '{"r": ' + "9" * 5000 + "}"},
+            "an integer has 5,000 digits",
+        ),
+        ('{"m": {"kind": "lowrank", "scale": NaN}}', {}, {}, "NaN is not a number"),
+        (
+            {OP: {"kind": "scale"}},
+            {f"{OP}.s": ("F32", (1,), bytes(4))},
+            {"method": "x" * 40},
+            "not a method name",
+        ),
+        ({OP: {"kind": "scale"}}, {f"{OP}.s": ("F32", (1,), bytes(4))}, {"method": "a\x00"}, "NUL"),
+    ],
+)
+def test_hostile_metadata_and_shapes_are_malformed(
+    tmp_path: Path, modules: object, tensors: dict, meta: dict[str, str], message: str
+) -> None:
+    with pytest.raises(MalformedFile, match=message):
+        _header_of(tmp_path, modules, tensors, **meta)
+
+
+@bounded()
+@given(
+    st.dictionaries(
+        st.sampled_from(["format_version", "method", "method_config", "modules", "x"]),
+        json_values.map(dumps) | st.text(max_size=12),
+        max_size=5,
+    ),
+    st.dictionaries(
+        st.sampled_from([f"{OP}.s", f"{Q}.A", f"{Q}.B", f"{OP}.idx", f"{OP}.values", f"{OP}.delta"]),
+        st.tuples(
+            st.sampled_from(["F32", "F16", "BF16", "I64", "U8"]),
+            st.lists(st.integers(0, 3), max_size=3).map(tuple),
+        ),
+        max_size=4,
+    ),
+)
+def test_any_metadata_and_tensor_table_builds_or_is_refused(meta: dict[str, str], table: dict) -> None:
+    from core.errors import InvalidInput
+    from core.patchfile import build_header
+    from core.safetensors_header import TensorInfo
+
+    infos = {name: TensorInfo(name, dtype, shape) for name, (dtype, shape) in table.items()}
+    try:
+        build_header(meta, infos, "p")
+    except InvalidInput as exc:
+        assert exc.message.startswith("p: ") and "\n" not in exc.message

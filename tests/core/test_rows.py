@@ -6,9 +6,12 @@ import json
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from core.errors import DataError, InvalidInput
 from core.rows import Row, count_rows, parse_row, read_rows
+from tests.properties import bounded, dumps, json_values
 
 
 def _write(path: Path, lines: list[str]) -> Path:
@@ -41,8 +44,11 @@ def test_reads_text_completion_and_choice_rows(tmp_path: Path) -> None:
         ('{"prompt": "x", "choices": ["a", "b"], "answer": "c"}', "line 2: 'answer' 'c' is not one of"),
         ('{"completion": "x"}', "line 2: a row needs 'text'"),
         ('{"text": "a", "prompt": "b"}', "line 2: a row has either 'text' or 'prompt', not both"),
-        ("[" * 100_000 + "]" * 100_000, "line 2: not valid JSON \\(nested too deeply"),
-        ('{"text": "a", "n": ' + "9" * 5000 + "}", "line 2: not valid JSON \\(nested too deeply or a number"),
+        ("[" * 100_000 + "]" * 100_000, "line 2: JSON nested more than 32 levels deep"),
+        ('{"text": "a", "n": ' + "9" * 5000 + "}", "line 2: an integer has 5,000 digits"),
+        ('{"text": "a", "n": NaN}', "line 2: NaN is not a number JSON allows"),
+        ('{"text": "a", "n": 1e999}', "line 2: the number 1e999 is out of range"),
+        ('{"text": "a\\u0000b"}', "line 2: a string holds a NUL character"),
     ],
 )
 def test_bad_rows_are_reported_with_their_line(tmp_path: Path, line: str, message: str) -> None:
@@ -74,3 +80,18 @@ def test_empty_missing_and_unknown_role(tmp_path: Path) -> None:
 def test_parse_row_names_where_the_row_came_from() -> None:
     with pytest.raises(DataError, match="general rows item 3: 'prompt' must be a string"):
         parse_row({"prompt": 3, "completion": "x"}, "general rows item 3")
+
+
+@bounded()
+@given(st.lists(st.binary(max_size=60) | json_values.map(dumps).map(str.encode), min_size=1, max_size=4))
+def test_any_lines_give_rows_or_one_data_error(
+    tmp_path_factory: pytest.TempPathFactory, lines: list[bytes]
+) -> None:
+    path = tmp_path_factory.mktemp("rows") / "d.jsonl"
+    path.write_bytes(b"\n".join(line.replace(b"\n", b" ") for line in lines))
+    try:
+        rows = read_rows(path)
+    except DataError as exc:
+        assert exc.message.startswith("d.jsonl") and "\n" not in exc.message
+    else:
+        assert all(isinstance(r, Row) and "\x00" not in r.completion for r in rows)

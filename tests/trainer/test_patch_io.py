@@ -115,7 +115,11 @@ MALFORMED = {
     "bad format_version": (_cols(), _meta(COLS, format_version="two"), "not an integer"),
     "future format_version": (_cols(), _meta(COLS, format_version="99"), "unsupported format_version 99"),
     "no method": (_cols(), _meta(COLS, method=None), "missing method"),
-    "config not json": (_cols(), _meta(COLS, method_config="{oops"), "method_config metadata is not valid"),
+    "config not json": (
+        _cols(),
+        _meta(COLS, method_config="{oops"),
+        "method_config metadata: not valid JSON",
+    ),
     "modules not object": (_cols(), _meta(COLS, modules="[1]"), "modules metadata must be a JSON object"),
     "no modules": ({}, _meta({}), "no modules"),
     "unknown kind": (_cols(), _meta({O_PROJ: {"kind": "sparse"}}), f"'{O_PROJ}': unknown kind 'sparse'"),

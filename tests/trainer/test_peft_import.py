@@ -72,6 +72,11 @@ LORA_CONFIGS = {
     "plain": {},
     "rslora": {"use_rslora": True},
     "patterns": {"rank_pattern": {DOWN1: 2}, "alpha_pattern": {"q_proj": 3}},
+    # the anchored and escaped forms PEFT users write, matched without running them as regexes
+    "anchored patterns": {
+        "rank_pattern": {f"^{DOWN1}$": 2},
+        "alpha_pattern": {".*q_proj": 3, "model\\.layers\\.0\\.self_attn\\.v_proj": 5},
+    },
 }
 
 
@@ -95,7 +100,7 @@ def test_lora_made_by_peft_gives_peft_logits(tmp_path, input_ids, case):
     assert patch.method == "portllm"
     assert len(patch.deltas) == 6  # 2 layers x 3 targets, named as the model names them
     assert "model.layers.0.mlp.down_proj" in patch.deltas
-    if case == "patterns":
+    if case in ("patterns", "anchored patterns"):
         assert patch.deltas[DOWN1].A.shape[0] == 2
         assert patch.deltas[DOWN1].scale == pytest.approx(8 / 2)
         assert patch.deltas[Q0].scale == pytest.approx(3 / 4)
@@ -183,3 +188,17 @@ def test_damaged_adapters_are_rejected(tmp_path, tiny_model, random_patch):
 
     with pytest.raises(MalformedFile, match=r"no adapter_config\.json"):
         import_peft(tmp_path)
+
+
+def test_the_same_adapter_converts_to_the_same_bytes(tmp_path):
+    """Content addressing dedupes a re-upload only if conversion is deterministic (safetensors' own
+    writer ordered the metadata by a per-call hash: three conversions, three digests)."""
+    from peft import LoraConfig
+
+    from trainer.patch.io import save_patch
+
+    config = LoraConfig(r=2, lora_alpha=4, target_modules=["q_proj", "down_proj"], init_lora_weights=False,
+                        rank_pattern={DOWN1: 1}, revision="abc")  # fmt: skip
+    adapter, _ = _peft_adapter(tmp_path, config)
+    files = [save_patch(import_peft(adapter), tmp_path / f"{i}.safetensors").read_bytes() for i in range(3)]
+    assert files[0] == files[1] == files[2]

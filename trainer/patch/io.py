@@ -17,7 +17,7 @@ import torch
 from core.atomic import atomic_write_bytes
 from core.errors import MalformedFile
 from core.patchfile import RESERVED_KEYS, TENSOR_NAMES, PatchHeader, build_header
-from core.safetensors_header import DTYPE_CODES, TensorInfo
+from core.safetensors_header import DTYPE_CODES, TensorInfo, header_bytes, storage_order
 from trainer.patch.types import Columns, Delta, Dense, LowRank, Patch, Rows, Scale
 
 
@@ -109,10 +109,20 @@ def describe(patch: Patch, where: str = "patch") -> PatchHeader:
     return build_header(_metadata(patch, where), infos, where)
 
 
+def _file_bytes(tensors: dict[str, torch.Tensor], metadata: dict[str, str]) -> bytes:
+    """A safetensors file with a canonical header (sorted metadata, tensors in `storage_order`):
+    the same patch always gives the same bytes, so its digest dedupes (safetensors' own writer
+    orders metadata by a per-process hash)."""
+    infos = storage_order(list(_infos(tensors).values()))
+    parts = [header_bytes(infos, metadata)]
+    for info in infos:
+        tensor = tensors[info.name].contiguous().reshape(-1)
+        parts.append(tensor.view(torch.uint8).numpy().tobytes() if tensor.numel() else b"")
+    return b"".join(parts)
+
+
 def save_patch(patch: Patch, path: Path | str) -> Path:
     """Write `patch` atomically; it is validated with the same rules as `load_patch` first."""
-    from safetensors.torch import save
-
     path = Path(path)
     metadata = _metadata(patch, str(path))
     tensors: dict[str, torch.Tensor] = {}
@@ -120,7 +130,7 @@ def save_patch(patch: Patch, path: Path | str) -> Path:
         tensors.update({f"{module}.{name}": t for name, t in _tensors_of(delta).items()})
     header = build_header(metadata, _infos(tensors), str(path))
     _check_values(header, tensors, str(path))
-    return atomic_write_bytes(path, save(tensors, metadata=metadata))
+    return atomic_write_bytes(path, _file_bytes(tensors, metadata))
 
 
 def _delta(spec_kind: str, t: dict[str, torch.Tensor], scale: float | None) -> Delta:

@@ -14,9 +14,8 @@ scale delta on an expert is refused.
 from __future__ import annotations
 
 import json
-import re
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +24,7 @@ import torch
 from core.atomic import atomic_output_dir
 from core.errors import ConfigError
 from core.patchfile import peft_adapter_type
+from core.peft_config import pattern_owner
 from trainer.patch.io import describe
 from trainer.patch.peft_experts import (
     common_setting,
@@ -72,14 +72,6 @@ def _lora_pair(
     return values, _one_hot(delta.idx, out_features, values.dtype).T, 1.0
 
 
-def _pattern_owner(patterns: Iterable[str], name: str) -> str | None:
-    """The first pattern key that PEFT's `get_pattern_key` would pick for `name`."""
-    for key in patterns:
-        if re.match(rf"(.*\.)?({key})$", name):
-            return key
-    return None
-
-
 def _number(value: float) -> int | float:
     return int(value) if float(value).is_integer() else value
 
@@ -116,7 +108,7 @@ def _lora(
     alpha_pattern = {n: a for n, (_, a) in settings.items() if a != alpha0}
     for pattern in (rank_pattern, alpha_pattern):
         for name in settings:
-            owner = _pattern_owner(pattern, name)
+            owner = pattern_owner(pattern, name)
             if owner not in (None, name):
                 raise ConfigError(f"module '{name}' would take the PEFT rank/alpha pattern of '{owner}'")
     modules = sorted(n for n in patch.deltas if expert_slice(n) is None)

@@ -12,19 +12,16 @@ modules, input scaling, ...) is refused with a ConfigError naming the setting; a
 
 from __future__ import annotations
 
-import json
-import math
-import re
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from core.errors import ConfigError, MalformedFile
+from core.peft_config import CONFIG_FILE, lora_settings, read_config
 from trainer.patch.peft_experts import adapted_param, check_target_parameters, unpack
 from trainer.patch.types import LowRank, Patch, Scale
 
-CONFIG_FILE = "adapter_config.json"
 WEIGHTS_FILE = "adapter_model.safetensors"
 PICKLE_FILE = "adapter_model.bin"
 PREFIX = "base_model.model."
@@ -53,18 +50,13 @@ IA3_UNSUPPORTED = (
 
 
 def _read_config(directory: Path) -> dict[str, Any]:
+    """The config, parsed within `core.inputs` limits and typed (`core.peft_config`)."""
     path = directory / CONFIG_FILE
     if not directory.is_dir():
         raise MalformedFile(f"{directory}: no such adapter directory")
     if not path.is_file():
         raise MalformedFile(f"{directory}: no {CONFIG_FILE} (not a PEFT adapter directory?)")
-    try:
-        config = json.loads(path.read_text())
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise MalformedFile(f"{path}: not valid JSON ({exc})") from None
-    if not isinstance(config, dict):
-        raise MalformedFile(f"{path}: must be a JSON object")
-    return config
+    return read_config(path.read_bytes())
 
 
 def _read_tensors(directory: Path) -> dict[str, torch.Tensor]:
@@ -108,28 +100,8 @@ def _split_key(key: str, suffixes: tuple[str, ...]) -> tuple[str, str]:
     )
 
 
-def _pattern_value(patterns: dict[str, Any], name: str, default: Any) -> Any:
-    """The value PEFT would use for module `name` (first matching key, as `get_pattern_key`)."""
-    for key, value in patterns.items():
-        if re.match(rf"(.*\.)?({key})$", name):
-            return value
-    return default
-
-
 def _float(tensor: torch.Tensor) -> torch.Tensor:
     return tensor if tensor.dtype in KEEP_DTYPES else tensor.to(torch.float32)
-
-
-def _number(config: dict[str, Any], field: str) -> float:
-    value = config.get(field)
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, int | float)
-        or not math.isfinite(value)
-        or value <= 0
-    ):
-        raise MalformedFile(f"{CONFIG_FILE}: {field} must be a positive number, found {value!r}")
-    return float(value)
 
 
 def _lora(config: dict[str, Any], tensors: dict[str, torch.Tensor]) -> dict[str, LowRank]:
@@ -142,12 +114,8 @@ def _lora(config: dict[str, Any], tensors: dict[str, torch.Tensor]) -> dict[str,
             f"PEFT LORA adapter with init_lora_weights={init!r} is relative to a modified base; save it "
             "with path_initial_model_for_weight_conversion to get a plain LoRA first"
         )
-    r0, alpha0 = _number(config, "r"), _number(config, "lora_alpha")
-    rank_pattern = config.get("rank_pattern") or {}
-    alpha_pattern = config.get("alpha_pattern") or {}
+    settings = lora_settings(config)
     parameters = config.get("target_parameters") or []
-    if not isinstance(parameters, list) or not all(isinstance(p, str) for p in parameters):
-        raise MalformedFile(f"{CONFIG_FILE}: target_parameters must be a list of names")
     check_target_parameters(parameters)
     pairs: dict[str, dict[str, torch.Tensor]] = {}
     for key, tensor in tensors.items():
@@ -160,14 +128,9 @@ def _lora(config: dict[str, Any], tensors: dict[str, torch.Tensor]) -> dict[str,
             raise MalformedFile(f"module '{name}': adapter has no lora_{lacking}.weight")
         a, b = _float(pair["A"]), _float(pair["B"])
         param = adapted_param(name, parameters)
-        key = name if param is None else param  # what rank_pattern and alpha_pattern match
-        r = float(_pattern_value(rank_pattern, key, r0))
-        alpha = float(_pattern_value(alpha_pattern, key, alpha0))
-        scale = alpha / math.sqrt(r) if config.get("use_rslora") else alpha / r
+        r, scale = settings.scale(name if param is None else param)  # what the patterns match
         if param is not None:
-            if not r.is_integer():
-                raise MalformedFile(f"parameter '{param}': config rank {r:g} is not an integer")
-            deltas.update(unpack(param, a, b, int(r), scale))
+            deltas.update(unpack(param, a, b, r, scale))
             continue
         if a.ndim != 2 or b.ndim != 2 or a.shape[0] != b.shape[1]:
             raise MalformedFile(
@@ -175,7 +138,7 @@ def _lora(config: dict[str, Any], tensors: dict[str, torch.Tensor]) -> dict[str,
                 "are not [r, in] and [out, r]"
             )
         if r != a.shape[0]:
-            raise MalformedFile(f"module '{name}': config rank {r:g} but lora_A has rank {a.shape[0]}")
+            raise MalformedFile(f"module '{name}': config rank {r} but lora_A has rank {a.shape[0]}")
         deltas[name] = LowRank(A=a, B=b, scale=scale)
     if not deltas:
         raise ConfigError("PEFT LORA adapter changes nothing (every expert's lora_A or lora_B is zero)")
