@@ -69,6 +69,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     for router in ROUTERS:
         v1.include_router(router)
     app.include_router(v1)
+    errors.install_openapi(app)
     try:
         state.guard.check()
     except PatchregError as exc:
