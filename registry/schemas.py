@@ -223,10 +223,11 @@ class JobRead(Schema):
     progress: dict[str, Any]
     message: str
     result: dict[str, Any] | None
-    error: str | None
+    error: str | None  # one line: `code: message`
     created_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
+    error_detail: str | None = None  # the whole error, traceback included: admins and the CLI only
 
 
 class TokenRead(Schema):

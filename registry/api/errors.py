@@ -19,6 +19,7 @@ from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from core.errors import PatchregError
+from registry.api.redact import Redactor
 
 STATUS = {
     "invalid_input": 422,
@@ -62,11 +63,15 @@ def error_response(
     return JSONResponse({"error": body}, status_code=status, headers=headers)
 
 
-def to_response(exc: Exception) -> JSONResponse:
-    """The one mapping from an exception to the response a client sees."""
+def to_response(exc: Exception, redactor: Redactor | None = None) -> JSONResponse:
+    """The one mapping from an exception to the response a client sees (with server paths taken
+    out of the message by `redactor`)."""
     if isinstance(exc, PatchregError):
+        message, detail = exc.message, exc.detail
+        if redactor is not None:
+            message, detail = redactor.text(message), redactor.value(detail)
         return error_response(
-            STATUS.get(exc.code, 400), exc.code, exc.message, exc.detail, getattr(exc, "headers", None)
+            STATUS.get(exc.code, 400), exc.code, message, detail, getattr(exc, "headers", None)
         )
     if isinstance(exc, RequestValidationError):
         errors = [{k: e.get(k) for k in ("loc", "msg", "type")} for e in exc.errors()]  # no echoed input
@@ -89,8 +94,9 @@ def _first_problem(errors: Any) -> str:
     return f"{where}: {first.get('msg', 'invalid')}{more}"
 
 
-async def _handle(_request: Request, exc: Exception) -> JSONResponse:
-    return to_response(exc)
+async def _handle(request: Request, exc: Exception) -> JSONResponse:
+    state = getattr(request.app.state, "patchreg", None)
+    return to_response(exc, state.redactor if state is not None else None)
 
 
 def install(app: FastAPI) -> None:
