@@ -93,7 +93,7 @@ def test_kill_9_during_an_upload_leaves_nothing_after_the_next_start(
         with socket.create_connection(("127.0.0.1", port), timeout=10) as conn:
             conn.sendall(request + head)
             deadline = time.monotonic() + 30
-            while not any(scratch.rglob("p.safetensors")):  # the spool is being written
+            while not any(any(d.rglob("p.safetensors")) for d in (scratch, system_tmp)):  # spooling
                 assert time.monotonic() < deadline, "the upload never reached the spool:\n" + log.read_text()
                 conn.sendall(b"\0" * (64 << 10))
                 time.sleep(0.05)
