@@ -74,12 +74,20 @@ def list_cmd(app: AppContext, status: str | None, kind: str | None, limit: int) 
 
 @jobs.command("show")
 @click.argument("job_id", metavar="JOB")
+@click.option(
+    "--debug", is_flag=True, help="Show a failure's whole error, with its traceback (error_detail)."
+)
 @json_flag
 @pass_app
-def show(app: AppContext, job_id: str) -> None:
-    """Everything about one job: payload, progress, result or error."""
+def show(app: AppContext, job_id: str, debug: bool) -> None:
+    """Everything about one job: payload, progress, result or error.
+
+    The error is its one-line message; `--debug` adds the traceback of an unexpected failure. (Over
+    the HTTP API only an admin token gets the traceback; this command reads the database directly,
+    which only the registry's owner can.)
+    """
     with app.transaction() as s:
-        job = jobs_service.show_job(s, job_id)
+        job = jobs_service.show_job(s, job_id, debug=debug)
 
     def human() -> None:
         print_fields(
@@ -100,8 +108,10 @@ def show(app: AppContext, job_id: str) -> None:
         )
         if job.result is not None:
             click.echo("result:\n" + json.dumps(job.result, indent=2))
-        if job.error:
-            click.echo("error:\n" + job.error)
+        if job.error_detail:
+            click.echo("error:\n" + job.error_detail)
+        elif job.error:
+            click.echo(f"error: {job.error}")
 
     emit(app.json_output, job, human)
 

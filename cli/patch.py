@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import tempfile
+import shutil
 from pathlib import Path
 
 import click
@@ -44,15 +44,18 @@ patch.add_command(inspect_command)
 @pass_app
 def import_(app: AppContext, domain: str, base_ref: str, source: Path) -> None:
     """Register an existing patch: a PEFT LoRA or IA3 adapter directory, or a patchreg patch file."""
-    with tempfile.TemporaryDirectory(prefix="patchreg-import-") as tmp:
+    tmp = app.store.scratch.mkdtemp("import-")  # in the store's temp space: swept if we are killed
+    try:
         file = source
         if source.is_dir():
             from trainer.patch.io import save_patch
             from trainer.patch.peft_import import import_peft
 
-            file = save_patch(import_peft(source), Path(tmp) / "patch.safetensors")
+            file = save_patch(import_peft(source), tmp / "patch.safetensors")
         with app.transaction() as session:
             row = patches.register_patch(session, app.store, domain, base_ref, file, "imported")
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
     emit(
         app.json_output,
         row,

@@ -135,6 +135,8 @@ def worker(
         model_cache_bytes=None if model_cache_gb is None else int(model_cache_gb * 2**30),
         **({"name": name} if name else {}),
     )
+    # Temp files a killed worker left in the store (age-guarded: other live processes' stay).
+    app.store.scratch.sweep(app.settings.temp_age_guard_seconds)
     runner = Worker(app.factory, app.store, config, on_event=_Reporter(app.json_output))
 
     def stop(signum: int, _frame: Any) -> None:

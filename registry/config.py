@@ -26,6 +26,10 @@ class Settings(BaseSettings):
     api_open_reads: bool = False
     api_max_upload_bytes: int = Field(default=1 << 30, gt=0)  # one multipart upload (patch, dataset)
     api_max_json_bytes: int = Field(default=1 << 20, gt=0)  # any other request body
+    # Temp files (`<store>/tmp/`) and unreferenced blobs untouched for this long are stale: swept
+    # at server/worker start and collected by `patchreg gc`. Younger ones may belong to a write
+    # still in progress (in this or another process), so they are always kept.
+    temp_age_guard_seconds: float = Field(default=3600.0, ge=0)
 
     @property
     def resolved_database_url(self) -> str:

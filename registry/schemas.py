@@ -223,10 +223,11 @@ class JobRead(Schema):
     progress: dict[str, Any]
     message: str
     result: dict[str, Any] | None
-    error: str | None
+    error: str | None  # one line: `code: message`
     created_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
+    error_detail: str | None = None  # the whole error, traceback included: admins and the CLI only
 
 
 class TokenRead(Schema):
@@ -272,3 +273,25 @@ class EvaluationPlan(Schema):
     base: str
     port_of: tuple[str, str] | None = None
     measure: MeasurePlan | None = None  # None: ported, or the domain has no readable eval data
+
+
+class GcItem(Schema):
+    kind: str  # "blob" (no artifacts row has its digest) or "temp" (an entry under <store>/tmp)
+    name: str  # the blob's digest, or the temp entry's name (relative to the temp root)
+    size: int
+    age_seconds: float
+
+
+class GcReport(Schema):
+    """What `gc` found: `removed` went (or, on a dry run, would go); `kept` are unreferenced blobs
+    and temp entries younger than the age guard, which a write in progress may still need."""
+
+    dry_run: bool
+    older_than_seconds: float
+    removed: list[GcItem]
+    kept: list[GcItem]
+
+    def total(self, kind: str, *, kept: bool = False) -> tuple[int, int]:
+        """(count, bytes) of one kind of item, removed or kept."""
+        items = [i for i in (self.kept if kept else self.removed) if i.kind == kind]
+        return len(items), sum(i.size for i in items)

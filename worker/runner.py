@@ -219,8 +219,11 @@ class Worker:
 
 
 def _describe(exc: BaseException) -> str:
-    """What the job row keeps: the one-line message of a known error, else the traceback's tail."""
+    """What the job row keeps. Its first line is the one-line message every reader sees: a known
+    error's `code: message`, or for an unexpected one only its type (its text may carry server
+    paths). The lines after it, the exception and the traceback's tail, are shown to admins."""
     if isinstance(exc, PatchregError):
-        return f"{exc.code}: {exc.message}"
+        return f"{exc.code}: {' '.join(exc.message.split())}"
     tail = "".join(traceback.format_exception(exc)[-6:])
-    return f"{type(exc).__name__}: {exc}\n{tail}"[:4000]
+    summary = f"internal_error: unexpected {type(exc).__name__} in the worker (admins see the traceback)"
+    return f"{summary}\n{type(exc).__name__}: {exc}\n{tail}"[:4000]

@@ -32,8 +32,18 @@ def _version() -> str:
         return "0+unknown"
 
 
+def sweep_temp(state: ApiState) -> None:
+    """Remove what a killed process left in the store's temp space; entries changed within the
+    age guard may be another live process's and stay."""
+    removed = state.store.scratch.sweep(state.settings.temp_age_guard_seconds)
+    if removed:
+        size = sum(leftover.size for leftover in removed)
+        log.info("removed %d stale temp entries (%d bytes) left by an earlier process", len(removed), size)
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     state = ApiState.open(settings or Settings())
+    sweep_temp(state)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -59,6 +69,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     for router in ROUTERS:
         v1.include_router(router)
     app.include_router(v1)
+    errors.install_openapi(app)
     try:
         state.guard.check()
     except PatchregError as exc:

@@ -19,9 +19,11 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
 from core.errors import DatabaseUnavailable, SchemaOutOfDate
+from registry.api.redact import Redactor
 from registry.config import Settings
 from registry.db import make_engine, session_factory, transaction
 from registry.migrate import ensure_current, head_revision
+from registry.services import tokens
 from registry.store import ArtifactStore, open_store
 
 FIX_COMMAND = "patchreg db upgrade"
@@ -67,6 +69,7 @@ class ApiState:
     factory: sessionmaker[Session]
     store: ArtifactStore
     guard: SchemaGuard
+    redactor: Redactor  # takes the server's paths out of error messages
 
     @classmethod
     def open(cls, settings: Settings) -> ApiState:
@@ -79,6 +82,7 @@ class ApiState:
             session_factory(engine),
             open_store(settings.artifact_root),
             SchemaGuard(engine, sqlite_file),
+            Redactor.for_server(settings.home, settings.artifact_root),
         )
 
 
@@ -97,6 +101,10 @@ class Caller:
     @property
     def actor(self) -> str:
         return f"token:{self.token}" if self.token else "anonymous"
+
+    def grants(self, scope: str) -> bool:
+        """Whether this caller's token carries `scope` (or a higher one); no token grants nothing."""
+        return self.token is not None and tokens.grants(self.scopes, scope)
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,8 @@
 and serving a directory as an uncompressed tar stream.
 
 A blob is verified against its digest before the first byte goes out (the store hashes it), so a
-corrupted artifact is refused with `corrupt_artifact` and never served, in whole or in part. A
+corrupted artifact is refused with `corrupt_artifact` (503) and never served, in whole or in part;
+HEAD verifies too, so it answers what GET would. A
 request with several ranges is answered with the whole blob, which HTTP allows.
 """
 
@@ -89,6 +90,7 @@ def serve_blob(
     if if_none_match is not None and _matches(if_none_match, tag):
         return Response(status_code=304, headers={"ETag": tag, "Accept-Ranges": "bytes"})
     if request.method == "HEAD":
+        store.local_path(digest)  # verified as GET does: HEAD never promises a blob GET refuses
         return Response(headers={**headers, "Content-Length": str(size)}, media_type=media_type)
     span = None
     range_header = request.headers.get("range")

@@ -3,14 +3,14 @@
 Services take file paths, so each file part is written to a named file as it arrives (never held
 in memory), and the directory is removed when the request ends, whether it succeeded or not.
 Only the parts a route names are accepted: a typo in a field name is an error, not a silent skip.
-Temp files go to the system temp directory (set TMPDIR to put large uploads elsewhere).
+Spools go to the store's own temp space (`<store>/tmp/spool-*`, never TMPDIR), so that what a
+killed server leaves behind is swept at the next start (`registry.store.scratch`).
 """
 
 from __future__ import annotations
 
 import re
 import shutil
-import tempfile
 from collections.abc import AsyncIterator, Collection
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -25,6 +25,7 @@ from starlette.requests import ClientDisconnect
 
 from core import inputs
 from core.errors import InvalidInput, MalformedFile
+from registry.api.deps import get_state
 from registry.api.limits import UPLOAD_SETTING, too_large
 
 # (method, path) of the routes that take multipart uploads; the body limit middleware lets these
@@ -177,7 +178,7 @@ async def receive_form(
     content_type, params = parse_options_header(request.headers.get("content-type", ""))
     if content_type != b"multipart/form-data" or not params.get(b"boundary"):
         raise InvalidInput("expected a multipart/form-data body")
-    directory = Path(tempfile.mkdtemp(prefix="patchreg-upload-"))
+    directory = get_state(request).store.scratch.mkdtemp("spool-")
     spooler = _Spooler(directory, texts, files)
     try:
         try:

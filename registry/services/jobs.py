@@ -30,8 +30,21 @@ from registry.services.lookup import by_id_prefix
 FINISHED = ("succeeded", "failed", "cancelled")
 
 
-def to_read(job: Job) -> JobRead:
-    return JobRead.model_validate(job)
+def to_read(job: Job, *, debug: bool = False) -> JobRead:
+    """The job as callers see it. `error` is its first line, the one-line message; the whole text
+    (with a traceback for an unexpected failure) is `error_detail`, for `debug` callers only: a
+    traceback shows server paths and code to anyone who may read jobs."""
+    read = JobRead.model_validate(job)
+    if job.error is None:
+        return read
+    return read.model_copy(
+        update={"error": error_summary(job.error), "error_detail": job.error if debug else None}
+    )
+
+
+def error_summary(error: str) -> str:
+    """The one-line message of a stored job error (its first line)."""
+    return error.split("\n", 1)[0]
 
 
 def get_job(session: Session, id_or_prefix: str) -> Job:
@@ -133,7 +146,7 @@ def claim(
                 error=f"worker {previous_worker} stopped responding on the last attempt"
                 f" ({job.attempts} of {job.max_attempts}); giving up",
             )
-            audit.record(session, "job.failed", job.id, kind=job.kind, error=job.error)
+            audit.record(session, "job.failed", job.id, kind=job.kind, error=error_summary(job.error or ""))
             session.flush()
             continue
         if job.status == "running":
@@ -202,10 +215,11 @@ def fail(
         job.worker = None
         job.lease_until = None
         job.run_after = utcnow() + timedelta(seconds=backoff_seconds * 2 ** (job.attempts - 1))
-        audit.record(session, "job.retry_scheduled", job.id, attempt=job.attempts, error=error)
+        audit.record(session, "job.retry_scheduled", job.id, attempt=job.attempts, error=error_summary(error))
     else:
         _finish(job, "failed", error=error)
-        audit.record(session, "job.failed", job.id, kind=job.kind, attempts=job.attempts, error=error)
+        summary = error_summary(error)  # the audit log is readable with a read token
+        audit.record(session, "job.failed", job.id, kind=job.kind, attempts=job.attempts, error=summary)
     session.flush()
     return to_read(job)
 
@@ -248,7 +262,12 @@ def retry(session: Session, job_id: str) -> JobRead:
 
 
 def list_jobs(
-    session: Session, *, status: str | None = None, kind: str | None = None, limit: int = 100
+    session: Session,
+    *,
+    status: str | None = None,
+    kind: str | None = None,
+    limit: int = 100,
+    debug: bool = False,
 ) -> list[JobRead]:
     stmt = select(Job).order_by(Job.created_at.desc(), Job.id).limit(limit)
     if status is not None:
@@ -259,8 +278,8 @@ def list_jobs(
         if kind not in JOB_KINDS:
             raise InvalidInput(f"invalid job kind {kind!r}: expected one of {', '.join(JOB_KINDS)}")
         stmt = stmt.where(Job.kind == kind)
-    return [to_read(j) for j in session.scalars(stmt)]
+    return [to_read(j, debug=debug) for j in session.scalars(stmt)]
 
 
-def show_job(session: Session, job_id: str) -> JobRead:
-    return to_read(get_job(session, job_id))
+def show_job(session: Session, job_id: str, *, debug: bool = False) -> JobRead:
+    return to_read(get_job(session, job_id), debug=debug)

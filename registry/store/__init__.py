@@ -6,13 +6,24 @@ S3-compatible backend implements the same methods and nothing else changes.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import BinaryIO, NamedTuple, Protocol
 
-from registry.store.local import LocalStore, sha256_file
+from registry.store.local import BlobFile, LocalStore, sha256_file
+from registry.store.scratch import Leftover, Scratch
 
-__all__ = ["ArtifactStore", "LocalStore", "StoredBlob", "open_store", "sha256_file"]
+__all__ = [
+    "ArtifactStore",
+    "BlobFile",
+    "Leftover",
+    "LocalStore",
+    "Scratch",
+    "StoredBlob",
+    "open_store",
+    "sha256_file",
+]
 
 
 class StoredBlob(NamedTuple):
@@ -22,6 +33,9 @@ class StoredBlob(NamedTuple):
 
 
 class ArtifactStore(Protocol):
+    # Temp space on this machine for writes in progress, spools and exports (swept at start).
+    scratch: Scratch
+
     def put_file(self, path: Path) -> StoredBlob: ...
 
     def put_stream(self, stream: BinaryIO) -> StoredBlob: ...
@@ -35,6 +49,10 @@ class ArtifactStore(Protocol):
     def exists(self, digest: str) -> bool: ...
 
     def delete(self, digest: str) -> None: ...
+
+    def blobs(self) -> Iterator[BlobFile]: ...
+
+    def delete_if_older(self, digest: str, cutoff: float) -> bool: ...
 
     def verified_once(self) -> AbstractContextManager[None]: ...
 

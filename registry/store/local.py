@@ -9,16 +9,28 @@ import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, BinaryIO
+from typing import TYPE_CHECKING, BinaryIO, NamedTuple
 
 from core.atomic import fsync_dir
 from core.errors import CorruptArtifact, NotFound
+from registry.store.scratch import Scratch
 
 if TYPE_CHECKING:
     from registry.store import StoredBlob
 
 CHUNK = 1 << 20
 _DIGEST = re.compile(r"^[0-9a-f]{64}$")
+
+
+def _touch(path: Path) -> bool:
+    """Refresh an existing file's mtime; False if it does not exist (or vanished meanwhile)."""
+    try:
+        os.utime(path)
+    except FileNotFoundError:
+        return False
+    except OSError:  # a read-only store: it exists, and it cannot be collected from here either
+        return path.exists()
+    return True
 
 
 def sha256_file(path: Path, on_bytes: Callable[[int], None] | None = None) -> str:
@@ -32,9 +44,16 @@ def sha256_file(path: Path, on_bytes: Callable[[int], None] | None = None) -> st
     return h.hexdigest()
 
 
+class BlobFile(NamedTuple):
+    digest: str
+    size: int
+    mtime: float
+
+
 class LocalStore:
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
+        self.scratch = Scratch(self.root / "tmp")
         # Inside `verified_once()`: digest -> (inode, size, mtime) of the file when it hashed
         # right. Outside it (None), every read hashes.
         self._verified: dict[str, tuple[int, int, int]] | None = None
@@ -59,13 +78,15 @@ class LocalStore:
             return self.put_stream(f)
 
     def put_stream(self, stream: BinaryIO) -> StoredBlob:
-        """Copy to a temp file while hashing, fsync, then rename into place (atomic on POSIX)."""
+        """Copy to a temp file while hashing, fsync, then rename into place (atomic on POSIX).
+
+        A blob that already exists has its mtime refreshed: `gc` keeps blobs younger than its age
+        guard, so content a transaction is about to reference again is never collected under it.
+        """
         from registry.store import StoredBlob
 
-        tmp_dir = self.root / "tmp"
-        tmp_dir.mkdir(parents=True, exist_ok=True)
         h, size = hashlib.sha256(), 0
-        fd, tmp_name = tempfile.mkstemp(dir=tmp_dir, prefix="upload-")
+        fd, tmp_name = self.scratch.mkstemp("upload-")
         try:
             with os.fdopen(fd, "wb") as out:
                 while chunk := stream.read(CHUNK):
@@ -76,7 +97,7 @@ class LocalStore:
                 os.fsync(out.fileno())
             digest = h.hexdigest()
             final = self._path(digest)
-            if final.exists():
+            if _touch(final):
                 os.unlink(tmp_name)
                 return StoredBlob(digest, size, created=False)
             final.parent.mkdir(parents=True, exist_ok=True)
@@ -91,7 +112,7 @@ class LocalStore:
     def _verify(self, digest: str) -> Path:
         path = self._path(digest)
         if not path.exists():
-            raise NotFound(f"artifact {digest[:12]} is missing from the store at {self.root}")
+            raise NotFound(f"artifact {digest[:12]} is missing from the store")
         stat = path.stat()
         seen = (stat.st_ino, stat.st_size, stat.st_mtime_ns)
         if self._verified is not None and self._verified.get(digest) == seen:
@@ -113,7 +134,7 @@ class LocalStore:
         """Copy out, hashing as we go; the destination appears only if the content matched."""
         path = self._path(digest)
         if not path.exists():
-            raise NotFound(f"artifact {digest[:12]} is missing from the store at {self.root}")
+            raise NotFound(f"artifact {digest[:12]} is missing from the store")
         dest = Path(dest)
         dest.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp_name = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.")
@@ -136,6 +157,28 @@ class LocalStore:
 
     def delete(self, digest: str) -> None:
         self._path(digest).unlink(missing_ok=True)
+
+    def blobs(self) -> Iterator[BlobFile]:
+        """Every stored blob with its size and mtime (the last time it was written or re-stored)."""
+        for path in sorted((self.root / "sha256").glob("*/*")):
+            if not _DIGEST.match(path.name):
+                continue
+            try:
+                stat = path.stat()
+            except FileNotFoundError:
+                continue
+            yield BlobFile(path.name, stat.st_size, stat.st_mtime)
+
+    def delete_if_older(self, digest: str, cutoff: float) -> bool:
+        """Delete a blob unless it was written or re-stored after `cutoff` (epoch seconds)."""
+        path = self._path(digest)
+        try:
+            if path.stat().st_mtime >= cutoff:
+                return False
+            path.unlink()
+        except FileNotFoundError:
+            return False
+        return True
 
     def local_path(self, digest: str) -> Path:
         """A verified path for readers that need a file (safetensors memory-maps its input)."""

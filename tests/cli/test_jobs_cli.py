@@ -208,3 +208,35 @@ def test_worker_usage_errors(ready: Patchreg, monkeypatch: pytest.MonkeyPatch) -
     # none of them claimed anything
     shown = ready.json("jobs", "show", job)
     assert (shown["status"], shown["attempts"], shown["worker"]) == ("queued", 0, None)
+
+
+def test_jobs_show_gives_the_one_line_error_and_the_traceback_with_debug(
+    patchreg: Patchreg, db_url: str
+) -> None:
+    from registry.services import jobs as jobs_service
+    from worker.runner import _describe
+
+    engine = make_engine(db_url)
+    try:
+        factory = session_factory(engine)
+        with transaction(factory, "test") as s:
+            job, _ = jobs_service.enqueue(s, "evaluate", {"patch_id": "abcd"})
+        with transaction(factory, "worker:w") as s:
+            jobs_service.claim(s, "w", lease_seconds=60, kinds=("evaluate",))
+        try:
+            raise KeyError("/srv/secret/x")
+        except KeyError as exc:
+            error = _describe(exc)
+        with transaction(factory, "worker:w") as s:
+            jobs_service.fail(s, job.id, "w", error, retry=False)
+    finally:
+        engine.dispose()
+
+    plain = patchreg("jobs", "show", job.id).stdout
+    assert "error: internal_error: unexpected KeyError in the worker" in plain
+    assert "/srv/secret" not in plain and 'File "' not in plain
+    shown = patchreg.json("jobs", "show", job.id)
+    assert shown["error_detail"] is None and "\n" not in shown["error"]
+    debug = patchreg("jobs", "show", job.id, "--debug").stdout
+    assert "/srv/secret/x" in debug and 'File "' in debug
+    assert "/srv/secret/x" in patchreg.json("jobs", "show", job.id, "--debug")["error_detail"]

@@ -74,7 +74,12 @@ def test_a_job_that_keeps_failing_ends_failed_after_max_attempts_with_its_error(
     assert make_worker(registry).run(until_idle=True) == job.max_attempts == 3
     ended = show(registry, job.id)
     assert ended.status == "failed" and ended.attempts == ended.max_attempts
-    assert ended.error and "OSError" in ended.error and "model.safetensors" in ended.error
+    # Everyone sees one line; the exception and traceback (server paths included) are the detail.
+    assert ended.error == "internal_error: unexpected OSError in the worker (admins see the traceback)"
+    assert ended.error_detail is None
+    with transaction(registry.factory) as s:
+        detail = jobs.show_job(s, job.id, debug=True).error_detail
+    assert detail and "OSError" in detail and "model.safetensors" in detail and 'File "' in detail
     assert ended.result is None
     assert actions(registry, job.id) == [
         "job.enqueue",
@@ -242,7 +247,10 @@ def test_a_port_that_dies_before_completing_records_its_evaluations_once(
     worker = make_worker(registry, handlers={"port": port_handler.run})
     assert worker.run_one() is not None
     first = show(registry, job.id)
-    assert (first.status, first.attempts) == ("queued", 1) and "worker died" in (first.error or "")
+    assert (first.status, first.attempts) == ("queued", 1)
+    assert (first.error or "").startswith("internal_error: unexpected RuntimeError")
+    with transaction(registry.factory) as s:
+        assert "worker died" in (jobs.show_job(s, job.id, debug=True).error_detail or "")
     assert evaluations() == 0  # rolled back with the failed completion
 
     assert worker.run_one() is not None

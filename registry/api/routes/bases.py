@@ -5,9 +5,11 @@ from __future__ import annotations
 from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field
 
+from core.errors import Forbidden
 from registry.api.auth import Reader, Writer
 from registry.schemas import BaseVersionDetail, BaseVersionRead
 from registry.services import bases
+from registry.sources import HF_PREFIX
 
 router = APIRouter(tags=["bases"])
 
@@ -35,6 +37,14 @@ def show_base(ref: str, ctx: Reader) -> BaseVersionDetail:
 @router.post("/bases", status_code=201)
 def register_base(body: BaseRegistration, ctx: Writer) -> BaseVersionRead:
     """Fingerprint the model (weights are hashed in a stream, never loaded) and record it; a version
-    with a parent also gets its `port_all` job in the same transaction."""
+    with a parent also gets its `port_all` job in the same transaction.
+
+    A source on the server's disk needs an admin token: the answer would otherwise tell any write
+    token which server paths exist. `hf://` sources need write."""
+    if not body.source.startswith(HF_PREFIX) and not ctx.caller.grants("admin"):
+        raise Forbidden(
+            "registering a base from a path on the server needs a token with the 'admin' scope "
+            "(a 'write' token may register hf://ORG/NAME sources)"
+        )
     with ctx.transaction() as s:
         return bases.register_base(s, body.ref, body.source, parent=body.parent)

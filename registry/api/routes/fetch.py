@@ -9,10 +9,8 @@ handler, and its native path needs no torch; peft and merged load torch and answ
 from __future__ import annotations
 
 import shutil
-import tempfile
 from contextlib import suppress
 from dataclasses import replace
-from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Response
@@ -79,7 +77,7 @@ def fetch_patch(
     elif export.target != "peft":  # only scale/dense deltas read the base; LoRA forms never do
         with suppress(SourceUnavailable):
             base_dir = resolve_source(plan.source_uri, local_only=True).path
-    scratch = Path(tempfile.mkdtemp(prefix="patchreg-fetch-"))
+    scratch = ctx.store.scratch.mkdtemp("fetch-")
     try:
         out = scratch / "out"
         materialize(plan, fmt, patch_file, out, base_dir, replace(export, texts=texts))

@@ -35,8 +35,9 @@ def list_jobs(
     kind: str | None = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> list[JobRead]:
+    """Newest first; `error_detail` (a failure's traceback) only for an admin token."""
     with ctx.transaction() as s:
-        return jobs.list_jobs(s, status=status, kind=kind, limit=limit)
+        return jobs.list_jobs(s, status=status, kind=kind, limit=limit, debug=ctx.caller.grants("admin"))
 
 
 @router.post("/jobs/train", status_code=201)
@@ -50,8 +51,9 @@ def enqueue_train(body: TrainRequest, response: Response, ctx: Writer) -> JobRea
 
 @router.get("/jobs/{job_id}")
 def show_job(job_id: str, ctx: Reader) -> JobRead:
+    """`error` is one line for everyone; `error_detail` (the traceback) only for an admin token."""
     with ctx.transaction() as s:
-        return jobs.show_job(s, job_id)
+        return jobs.show_job(s, job_id, debug=ctx.caller.grants("admin"))
 
 
 @router.post("/jobs/{job_id}/cancel")

@@ -89,19 +89,24 @@ def api(registry: Registry) -> Iterator[Api]:
 
 @pytest.fixture
 def seeded(api: Api, make_tiny_model) -> Api:
-    """tiny:v1, tiny:v2 (same shapes, parent v1), tiny:v3 (wider), and the domain `medical`."""
-    api.ok("POST", "/v1/bases", 201, json={"ref": "tiny:v1", "source": str(make_tiny_model(seed=0))})
+    """tiny:v1, tiny:v2 (same shapes, parent v1), tiny:v3 (wider), and the domain `medical`
+    (bases from server paths need the admin token)."""
+    api.ok(
+        "POST", "/v1/bases", 201, json={"ref": "tiny:v1", "source": str(make_tiny_model(seed=0))}, as_="admin"
+    )
     api.ok(
         "POST",
         "/v1/bases",
         201,
         json={"ref": "tiny:v2", "source": str(make_tiny_model(seed=1)), "parent": "tiny:v1"},
+        as_="admin",
     )
     api.ok(
         "POST",
         "/v1/bases",
         201,
         json={"ref": "tiny:v3", "source": str(make_tiny_model(seed=0, hidden_size=96))},
+        as_="admin",
     )
     api.ok("POST", "/v1/domains", 201, json={"name": "medical"})
     return api

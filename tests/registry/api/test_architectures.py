@@ -18,8 +18,10 @@ def test_base_detail_names_the_architecture_and_train_refuses_before_queueing(
     unknown = shutil.copytree(make_tiny_model(seed=0), tmp_path / "odd")
     config = json.loads((unknown / "config.json").read_text())
     (unknown / "config.json").write_text(json.dumps({**config, "model_type": "mysterylm"}))
-    api.ok("POST", "/v1/bases", 201, json={"ref": "gpt2:v1", "source": str(make_zoo_model("gpt2"))})
-    api.ok("POST", "/v1/bases", 201, json={"ref": "odd:v1", "source": str(unknown)})
+    api.ok(
+        "POST", "/v1/bases", 201, json={"ref": "gpt2:v1", "source": str(make_zoo_model("gpt2"))}, as_="admin"
+    )
+    api.ok("POST", "/v1/bases", 201, json={"ref": "odd:v1", "source": str(unknown)}, as_="admin")
     api.ok("POST", "/v1/domains", 201, json={"name": "medical"})
     form = {"domain": "medical", "name": "notes", "role": "train"}
     api.ok("POST", "/v1/datasets", 201, data=form, files={"file": ("notes.jsonl", jsonl({"text": "a b c"}))})

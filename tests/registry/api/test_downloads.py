@@ -96,5 +96,7 @@ def test_a_corrupt_blob_is_never_served(uploaded: tuple[Api, dict, bytes]) -> No
     url = f"/v1/patches/{patch['id']}/download"
     for headers in ({}, {"Range": "bytes=0-15"}):
         response = api.get(url, headers=headers)
-        assert response.status_code == 500
+        assert response.status_code == 503
         assert response.json()["error"]["code"] == "corrupt_artifact"
+    head = api.request("HEAD", url)  # HEAD verifies too: it never promises what GET refuses
+    assert head.status_code == 503 and head.content == b""

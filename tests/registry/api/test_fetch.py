@@ -56,7 +56,7 @@ def scratch(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 def fetchable(api: Api, make_tiny_model, tmp_path: Path) -> Api:
     """tiny:v1 registered from its own copy of a tiny model (a test may take the files away)."""
     model = shutil.copytree(make_tiny_model(seed=0), tmp_path / "tiny-v1")
-    api.ok("POST", "/v1/bases", 201, json={"ref": "tiny:v1", "source": str(model)})
+    api.ok("POST", "/v1/bases", 201, json={"ref": "tiny:v1", "source": str(model)}, as_="admin")
     api.ok("POST", "/v1/domains", 201, json={"name": "medical"})
     return api
 

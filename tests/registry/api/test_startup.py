@@ -111,7 +111,7 @@ home, url, model, patch, adapter = sys.argv[1:]
 app = create_app(Settings(home=home, database_url=url))
 with transaction(app.state.patchreg.factory) as s:
     s.info["actor"] = "test"
-    auth = {{"Authorization": "Bearer " + tokens.create(s, "w", "write")[1]}}
+    auth = {{"Authorization": "Bearer " + tokens.create(s, "w", "admin")[1]}}  # bases by path: admin
 form = {{"domain": "medical", "base": "tiny:v1"}}
 out = {{}}
 with TestClient(app) as c:
