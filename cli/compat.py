@@ -66,7 +66,8 @@ class CheckOrSubcommand(click.Group):
 @pass_app
 def check(app: AppContext, patch_id: str, base_ref: str, serving: bool) -> None:
     """Check PATCH against a base version: verdict, reasons, and the LoRA rank a server needs;
-    with --serving, one line per export target (PEFT, vLLM, SGLang, LoRAX, TGI, llama.cpp)."""
+    with --serving, one line per export target (PEFT, vLLM, SGLang, LoRAX, TGI, llama.cpp).
+    The verdict is recorded for `compat matrix` (audited when it is new or has changed)."""
     from registry.services.serving import serving_report
 
     with app.transaction() as session:

@@ -2,7 +2,9 @@
 
 Services take a session and never commit; `transaction()` is the only place that does, and the
 only place that undoes: when it rolls back, blobs written during the transaction that no row
-references are removed too, so a failed command leaves no row and no blob behind.
+references are removed too, so a failed command leaves no row and no blob behind. It is also the
+one place where a lost race (a unique violation) becomes the documented `AlreadyExists`
+(`registry/conflicts.py` says why and which rows are written so that they cannot lose one).
 """
 
 from __future__ import annotations
@@ -12,9 +14,11 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, Engine, MetaData, create_engine, event, select
+from sqlalchemy import JSON, DateTime, Engine, MetaData, create_engine, event
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.types import TypeDecorator
+
+from registry.conflicts import as_patchreg_error, insert_or_ignore
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -87,6 +91,8 @@ def transaction(factory: sessionmaker[Session], actor: str | None = None) -> Ite
     """One unit of work: commit on success; on any failure roll back and drop orphaned new blobs.
 
     `actor` is who the audit log names for every write in it (`alice`, `token:ci`, `worker:host:1`).
+    A unique violation (another transaction created the same row first) is raised as
+    `AlreadyExists`, a locked SQLite database as `DatabaseUnavailable`; the original stays chained.
     """
     session = factory()
     if actor is not None:
@@ -94,21 +100,32 @@ def transaction(factory: sessionmaker[Session], actor: str | None = None) -> Ite
     try:
         yield session
         session.commit()
-    except BaseException:
+    except BaseException as exc:
         session.rollback()
         _discard_new_blobs(session, factory)
+        known = as_patchreg_error(exc)
+        if known is not None:
+            raise known from exc
         raise
     finally:
         session.close()
 
 
 def _discard_new_blobs(session: Session, factory: sessionmaker[Session]) -> None:
+    """Delete the blobs whose artifact rows this failed transaction had inserted, unless another
+    transaction has recorded the same content meanwhile.
+
+    The check takes the row's key itself (a placeholder row, never committed), so it waits for a
+    concurrent writer of the same digest to commit (then the blob is kept), or makes that writer
+    wait until the blob is gone (then `artifacts.store_file` sees it missing and stores it again).
+    """
     pending = session.info.pop(NEW_BLOBS_KEY, [])
     if not pending:
         return
     artifacts = Base.metadata.tables["artifacts"]  # by name: the ORM module imports this one
     with factory() as check:
         for store, digest in pending:
-            # Another transaction may have committed the same content meanwhile: keep it then.
-            if check.scalar(select(artifacts.c.digest).where(artifacts.c.digest == digest)) is None:
+            placeholder = {"digest": digest, "size": 0, "media_type": ""}
+            if insert_or_ignore(check, artifacts, placeholder, ["digest"]):
                 store.delete(digest)
+        check.rollback()

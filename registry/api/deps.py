@@ -118,8 +118,8 @@ class RequestContext:
 
     @contextmanager
     def transaction(self) -> Iterator[Session]:
-        """The request's unit of work. An anonymous caller's work is always rolled back, so open
-        reads cannot write even the verdict a compatibility check records."""
+        """The request's unit of work. An anonymous caller's work is always rolled back: open
+        reads cannot write, even if a read route ever did."""
         with transaction(self.state.factory, self.caller.actor) as session:
             yield session
             if self.caller.token is None:

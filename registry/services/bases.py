@@ -9,6 +9,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from core.errors import AlreadyExists, InvalidInput
+from registry.conflicts import insert_or_ignore
 from registry.fingerprint import fingerprint_model_dir
 from registry.models import BaseFamily, BaseVersion
 from registry.schemas import BaseVersionDetail, BaseVersionRead
@@ -63,14 +64,12 @@ def register_base(
 
     resolved = resolve_source(source)
     fp = fingerprint_model_dir(resolved.path, on_progress)
-    if family is not None and family.architecture != fp.architecture:
+    if family is None:
+        family = _create_family(session, family_name, fp.architecture)
+    if family.architecture != fp.architecture:
         raise InvalidInput(
             f"family {family_name} holds {family.architecture} models; {source} is {fp.architecture}"
         )
-    if family is None:
-        family = BaseFamily(name=family_name, architecture=fp.architecture)
-        session.add(family)
-        audit.record(session, "family.create", family_name, architecture=fp.architecture)
 
     row = BaseVersion(
         family=family,
@@ -106,6 +105,16 @@ def register_base(
         job, _ = jobs.enqueue(session, "port_all", {"base": ref}, dedupe_key=f"port_all:{row.id}")
         read = read.model_copy(update={"port_all_job": job.id})
     return read
+
+
+def _create_family(session: Session, name: str, architecture: str) -> BaseFamily:
+    """The family `name`, created now or by a concurrent registration of another of its versions
+    (which then decided its architecture)."""
+    if insert_or_ignore(session, BaseFamily, {"name": name, "architecture": architecture}, ["name"]):
+        audit.record(session, "family.create", name, architecture=architecture)
+    family = session.scalar(select(BaseFamily).where(BaseFamily.name == name))
+    assert family is not None  # inserted above, or committed and hence visible
+    return family
 
 
 def list_bases(session: Session, family: str | None = None) -> list[BaseVersionRead]:

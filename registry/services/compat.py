@@ -9,10 +9,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from core.fit import module_misfit
 from core.patchfile import PatchHeader, read_patch_header
+from registry.conflicts import insert_or_ignore
 from registry.db import utcnow
 from registry.models import BaseVersion, CompatVerdict, Patch
 from registry.schemas import Reason, VerdictRead
@@ -77,24 +79,61 @@ def find_reasons(header: PatchHeader, source: BaseVersion, target: BaseVersion) 
     return reasons
 
 
-def check_compat(session: Session, store: ArtifactStore, patch_id: str, base: str) -> VerdictRead:
-    """Compute and record the verdict of `patch_id` on `base` (recomputed on every call)."""
+def assess(session: Session, store: ArtifactStore, patch_id: str, base: str) -> VerdictRead:
+    """The verdict of `patch_id` on `base`, computed now and written nowhere: what a read answers
+    (`GET /v1/patches/{id}/compat`), so that reading never grows the database or the audit log.
+    Portability statistics already measured for the pair are included."""
     patch = get_patch(session, patch_id)
     target = get_base_version(session, base)
+    row = _verdict_row(session, store, patch, target)
+    stored = session.get(CompatVerdict, (patch.id, target.id))
+    row.portability = stored.portability if stored is not None else None
+    return to_read(row, patch, target)
+
+
+def check_compat(session: Session, store: ArtifactStore, patch_id: str, base: str) -> VerdictRead:
+    """Compute the verdict of `patch_id` on `base` and record it, for the matrix, resolve and
+    portability statistics (`patchreg compat`, `POST …/compat`, every port).
+
+    Concurrent checks of one pair never conflict: the row is inserted if absent, else locked and
+    updated, so the audit log gets exactly one entry per new or changed verdict (it records
+    changes; rechecking an unchanged pair only refreshes `checked_at`).
+    """
+    patch = get_patch(session, patch_id)
+    target = get_base_version(session, base)
+    fresh = _verdict_row(session, store, patch, target)
+    values = {c.key: getattr(fresh, c.key) for c in CompatVerdict.__table__.columns if c.key != "portability"}
+    changed = insert_or_ignore(session, CompatVerdict, values, ["patch_id", "base_version_id"])
+    row = session.scalar(
+        select(CompatVerdict)
+        .where(CompatVerdict.patch_id == patch.id, CompatVerdict.base_version_id == target.id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
+    assert row is not None  # inserted above, or committed and hence visible
+    if not changed:
+        changed = (row.verdict, row.reasons) != (fresh.verdict, fresh.reasons)
+        row.verdict, row.reasons = fresh.verdict, fresh.reasons
+        row.export_rank, row.checked_at = fresh.export_rank, fresh.checked_at
+        session.flush()
+    if changed:
+        detail = {"verdict": fresh.verdict, "reasons": len(fresh.reasons)}
+        audit.record(session, "compat.check", patch.id, base=base, **detail)
+    return to_read(row, patch, target)
+
+
+def _verdict_row(session: Session, store: ArtifactStore, patch: Patch, target: BaseVersion) -> CompatVerdict:
+    """A verdict computed from fingerprints, as an unsaved row (never added to the session)."""
     header = patch_header(store, patch)
     reasons = find_reasons(header, patch.base_version, target)
-    verdict = "incompatible" if any(r.severity == "error" for r in reasons) else "compatible"
-    row = session.get(CompatVerdict, (patch.id, target.id))
-    if row is None:
-        row = CompatVerdict(patch_id=patch.id, base_version_id=target.id)
-        session.add(row)
-    row.verdict = verdict
-    row.reasons = [r.model_dump(mode="json") for r in reasons]
-    row.export_rank = header.export_rank
-    row.checked_at = utcnow()
-    session.flush()
-    audit.record(session, "compat.check", patch.id, base=base, verdict=verdict, reasons=len(reasons))
-    return to_read(row, patch, target)
+    return CompatVerdict(
+        patch_id=patch.id,
+        base_version_id=target.id,
+        verdict="incompatible" if any(r.severity == "error" for r in reasons) else "compatible",
+        reasons=[r.model_dump(mode="json") for r in reasons],
+        export_rank=header.export_rank,
+        checked_at=utcnow(),
+    )
 
 
 def record_portability(session: Session, patch_id: str, base: str, stats: dict[str, Any]) -> None:

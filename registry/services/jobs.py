@@ -15,12 +15,11 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import and_, or_, select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from core.errors import InvalidInput, InvalidState
 from core.vocab import JOB_KINDS, JOB_STATUSES
+from registry.conflicts import insert_or_ignore
 from registry.db import utcnow
 from registry.models import Job, short_id
 from registry.schemas import JobRead
@@ -82,12 +81,8 @@ def enqueue(
         "max_attempts": max_attempts,
         "run_after": run_after or utcnow(),
     }
-    # INSERT … ON CONFLICT DO NOTHING: atomic on both backends, no savepoint (pysqlite's are unsafe).
-    insert = pg_insert if _dialect(session) == "postgresql" else sqlite_insert
-    stmt = insert(Job).values(**values)
-    if dedupe_key is not None:
-        stmt = stmt.on_conflict_do_nothing(index_elements=["dedupe_key"])
-    if session.scalar(stmt.returning(Job.id)) is None:
+    # INSERT … ON CONFLICT DO NOTHING: atomic on both backends, no savepoint (registry.conflicts).
+    if not insert_or_ignore(session, Job, values, ["dedupe_key"]):
         existing = session.scalar(select(Job).where(Job.dedupe_key == dedupe_key))
         assert existing is not None  # the conflicting row is committed, hence visible
         return to_read(existing), False

@@ -16,12 +16,15 @@ from sqlalchemy.orm import Session
 
 from core.errors import InvalidInput
 from core.plans import PORT_ARMS, Decision, Measurement, MeasurePlan
-from registry.models import Patch
+from registry.conflicts import insert_or_ignore
+from registry.models import Patch, short_id
 from registry.schemas import PatchRead, PortPlan, PortReport, VerdictRead
 from registry.services import audit, compat, datasets, evaluations, patches
 from registry.services.lookup import base_ref, get_base_version, get_patch
 from registry.sources import resolve_source
 from registry.store import ArtifactStore
+
+PORT_KEY = ["parent_id", "base_version_id"]  # with origin = 'ported': the index uq_patches_port
 
 
 @dataclass(frozen=True)
@@ -53,22 +56,28 @@ def port_patch(
         return PortOutcome(verdict, patches.to_read(existing), created=False)
     if verdict.verdict != "compatible":
         return PortOutcome(verdict, None, created=False)
-    ported = Patch(
-        domain_id=source.domain_id,
-        base_version=target,
-        method=source.method,
-        method_config=source.method_config,
-        artifact_digest=source.artifact_digest,  # PortLLM: the same delta, no new bytes
-        trainable_params=source.trainable_params,
-        origin="ported",
-        parent=source,
-        train_dataset_id=source.train_dataset_id,
-        job_id=job_id,
-        status="candidate",
-        metrics={},
-    )
-    session.add(ported)
-    session.flush()
+    values = {
+        "id": short_id(),
+        "domain_id": source.domain_id,
+        "base_version_id": target.id,
+        "method": source.method,
+        "method_config": source.method_config,
+        "artifact_digest": source.artifact_digest,  # PortLLM: the same delta, no new bytes
+        "trainable_params": source.trainable_params,
+        "origin": "ported",
+        "parent_id": source.id,
+        "train_dataset_id": source.train_dataset_id,
+        "job_id": job_id,
+        "status": "candidate",
+        "metrics": {},
+    }
+    # One copy per (source, base) by a partial unique index: a concurrent port's copy is reused.
+    if not insert_or_ignore(session, Patch, values, PORT_KEY, where=Patch.origin == "ported"):
+        existing = find_port(session, source.id, target.id)
+        assert existing is not None  # committed by the writer that won, hence visible
+        return PortOutcome(verdict, patches.to_read(existing), created=False)
+    ported = session.get(Patch, values["id"])
+    assert ported is not None
     audit.record(
         session,
         "patch.ported",

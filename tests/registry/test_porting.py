@@ -8,9 +8,8 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import func, select
-from sqlalchemy.exc import IntegrityError
 
-from core.errors import InvalidInput, MalformedFile
+from core.errors import AlreadyExists, InvalidInput, MalformedFile
 from registry.db import transaction
 from registry.models import CompatVerdict, Patch
 from registry.services import bases, compat, datasets, lineage, patches, ports
@@ -132,7 +131,7 @@ def test_the_database_forbids_a_second_port_of_the_same_patch(family: Registry, 
         )
         ported = ports.port_patch(s, family.store, source.id, "tiny:v2").patch
     assert ported is not None
-    with pytest.raises(IntegrityError), transaction(family.factory) as s:
+    with pytest.raises(AlreadyExists, match="a ported copy of this patch"), transaction(family.factory) as s:
         row = s.get(Patch, ported.id)
         s.add(
             Patch(

@@ -22,8 +22,16 @@ class PortRequest(BaseModel):
 
 @router.get("/patches/{patch_id}/compat")
 def check_compat(patch_id: str, base: str, ctx: Reader) -> VerdictRead:
-    """The verdict and every reason, from fingerprints alone. Recorded like `patchreg compat` does,
-    except for anonymous callers (open reads), whose requests never write."""
+    """The verdict and every reason, from fingerprints alone, computed on each call and never
+    stored: a read writes no row and no audit event, whatever the token's scope. `POST` records it."""
+    with ctx.transaction() as s:
+        return compat.assess(s, ctx.store, patch_id, base)
+
+
+@router.post("/patches/{patch_id}/compat")
+def record_compat(patch_id: str, base: str, ctx: Writer) -> VerdictRead:
+    """Check as `GET` does and record the verdict (what `patchreg compat` does), so the matrix and
+    `resolve` know it; the audit log gets an entry when the verdict is new or has changed."""
     with ctx.transaction() as s:
         return compat.check_compat(s, ctx.store, patch_id, base)
 

@@ -78,7 +78,12 @@ def test_patch_routes_from_upload_to_resolve(seeded: Api, patch_file: Path) -> N
     misfit = api.ok("GET", f"/v1/patches/{pid}/compat", params={"base": "tiny:v3"})
     assert misfit["verdict"] == "incompatible"
     assert {r["code"] for r in misfit["reasons"]} == {"shape_mismatch"}
-    table = api.ok("GET", "/v1/families/tiny/matrix", params={"domain": "medical"})
+    matrix = ("GET", "/v1/families/tiny/matrix")
+    assert [c["state"] for c in api.ok(*matrix)["rows"][0]["cells"]][1:] == ["not checked"] * 2  # GETs
+    for base, checked in (("tiny:v2", fits), ("tiny:v3", misfit)):
+        recorded = api.ok("POST", f"/v1/patches/{pid}/compat", params={"base": base})
+        assert (recorded["verdict"], recorded["reasons"]) == (checked["verdict"], checked["reasons"])
+    table = api.ok(*matrix, params={"domain": "medical"})
     assert table["versions"] == ["tiny:v1", "tiny:v2", "tiny:v3"]
     assert [c["state"] for c in table["rows"][0]["cells"]] == ["source", "compatible", "incompatible"]
 
