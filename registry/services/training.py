@@ -20,6 +20,7 @@ from core import inputs
 from core.errors import DataUnavailable, InvalidInput
 from core.method_config import regularizer_name
 from core.vocab import REGULARIZABLE, REGULARIZERS, TRAIN_METHODS
+from registry.conflicts import insert_or_ignore
 from registry.models import Dataset, ImportanceMap
 from registry.schemas import JobRead
 from registry.services import artifacts, audit, jobs, train_checks
@@ -186,10 +187,16 @@ def record_importance(
         return existing
     version = get_base_version(session, base)
     blob = artifacts.store_file(session, store, file, IMPORTANCE_MEDIA_TYPE)
-    session.add(
-        ImportanceMap(base_version=version, dataset_id=dataset_id, artifact_digest=blob.digest, job_id=job_id)
-    )
-    session.flush()
+    row = {
+        "base_version_id": version.id,
+        "dataset_id": dataset_id,
+        "artifact_digest": blob.digest,
+        "job_id": job_id,
+    }
+    if not insert_or_ignore(session, ImportanceMap, row, ["base_version_id", "dataset_id"]):
+        kept = find_importance(session, base, dataset_id)  # a concurrent job recorded one first
+        assert kept is not None
+        return kept
     audit.record(session, "importance.record", base_ref(version), dataset_id=dataset_id, digest=blob.digest)
     return blob.digest
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import shutil
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -15,8 +16,10 @@ from sqlalchemy.exc import IntegrityError
 from core.errors import AlreadyExists, DatabaseUnavailable
 from registry.db import NEW_BLOBS_KEY, _discard_new_blobs, make_engine, session_factory, transaction
 from registry.models import Dataset, Domain
-from registry.services import artifacts
+from registry.services import artifacts, datasets, training
+from registry.services.lookup import get_dataset
 from tests.conftest import Registry
+from tests.factories import register_family
 from tests.helpers import NothingWritten
 
 MEDIA = "application/octet-stream"
@@ -104,3 +107,27 @@ def test_a_failed_writer_waits_for_a_concurrent_one(registry: Registry, tmp_path
     cleanup.join(30)
     failed.close()
     assert registry.store.local_path(digest).read_bytes() == b"shared content"
+
+
+def test_concurrent_importance_maps_keep_one(registry: Registry, make_tiny_model, tmp_path: Path) -> None:
+    """Two jobs measuring one (base, dataset) at once (a lease taken over from a live worker): both
+    answer with the one map recorded, which neither of them fails on."""
+    register_family(registry.factory, make_tiny_model, "medical")
+    rows = tmp_path / "web.jsonl"
+    rows.write_text('{"text": "general text"}\n')
+    with transaction(registry.factory) as s:
+        datasets.add_dataset(s, registry.store, "medical", "web", rows, "general")
+        dataset_id = get_dataset(s, "medical", "web").id
+    barrier = threading.Barrier(2)
+
+    def measure(i: int) -> str:
+        result = tmp_path / f"importance-{i}.bin"
+        result.write_bytes(f"map {i}".encode())
+        barrier.wait()
+        with transaction(registry.factory) as s:
+            return training.record_importance(s, registry.store, "tiny:v1", dataset_id, result, None)
+
+    with ThreadPoolExecutor(2) as pool:
+        digests = set(pool.map(measure, range(2)))
+    with transaction(registry.factory) as s:
+        assert digests == {training.find_importance(s, "tiny:v1", dataset_id)}
