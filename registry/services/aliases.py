@@ -6,6 +6,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from core.errors import InvalidInput, NotFound
+from registry.conflicts import insert_or_ignore
 from registry.models import Alias, BaseVersion, Domain
 from registry.schemas import AliasRead
 from registry.services import audit
@@ -28,17 +29,15 @@ def set_alias(session: Session, domain: str, base: str, name: str, patch_id: str
             f"patch {patch.id} is for {patch.domain.name} on {base_ref(patch.base_version)}, "
             f"not {domain} on {base}"
         )
+    # Insert-or-reuse, then lock: concurrent sets of one alias never conflict; the last one wins.
+    key = {"domain_id": domain_row.id, "base_version_id": version.id, "name": name}
+    created = insert_or_ignore(session, Alias, {**key, "patch_id": patch.id}, list(key))
     alias = session.scalar(
-        select(Alias).where(
-            Alias.domain_id == domain_row.id, Alias.base_version_id == version.id, Alias.name == name
-        )
+        select(Alias).filter_by(**key).with_for_update().execution_options(populate_existing=True)
     )
-    previous = alias.patch_id if alias else None
-    if alias is None:
-        alias = Alias(domain_id=domain_row.id, base_version_id=version.id, name=name, patch_id=patch.id)
-        session.add(alias)
-    else:
-        alias.patch_id = patch.id
+    assert alias is not None  # inserted above, or committed and hence visible
+    previous = None if created else alias.patch_id
+    alias.patch_id = patch.id
     session.flush()
     audit.record(session, "alias.set", f"{domain}@{base}/{name}", patch=patch.id, previous=previous)
     return _read(alias, domain, base)

@@ -132,6 +132,14 @@ def test_same_patch(family: Api, patch_file: Path) -> None:
     assert _count(family, Artifact) == 1
 
 
+def test_same_alias(family: Api, patch_file: Path) -> None:
+    """Setting an alias is idempotent: every identical PUT answers 200, one alias row results."""
+    pid = family.upload_patch(patch_file).json()["id"]
+    path = "/v1/aliases/medical/tiny:v1/production"
+    assert race(lambda _: family.put(path, json={"patch_id": pid})) == {200: N}
+    assert [a["patch_id"] for a in family.ok("GET", "/v1/aliases")] == [pid]
+
+
 def test_compat_on_a_pair_never_checked(family: Api, patch_file: Path) -> None:
     pid = family.upload_patch(patch_file).json()["id"]
     path = f"/v1/patches/{pid}/compat"
