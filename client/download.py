@@ -72,7 +72,7 @@ def _receive(transport: Transport, path: str, part: Path, digest: str, size: int
         else:
             have = 0  # a whole answer: start over
         with open(part, "ab" if have else "wb") as f:
-            for chunk in response.iter_bytes(CHUNK):
+            for chunk in response.iter_bytes():
                 f.write(chunk)
             f.flush()
             os.fsync(f.fileno())
@@ -127,7 +127,7 @@ def fetch_directory(transport: Transport, params: dict[str, Any], dest: Path) ->
         with atomic_output_dir(dest) as stage:
             with transport.stream("GET", "/v1/fetch", params=params) as response, open(spool, "wb") as f:
                 expected = response.headers.get("content-length")
-                for chunk in response.iter_bytes(CHUNK):
+                for chunk in response.iter_bytes():
                     f.write(chunk)
                 received = f.tell()
             if expected is not None and int(expected) != received:
