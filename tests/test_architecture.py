@@ -100,7 +100,7 @@ def test_client_imports_only_the_contracts_and_the_schemas() -> None:
     broken = {
         module: sorted(n for n in _imports(path) if not allowed(n)) for module, path in _modules("client")
     }
-    assert {m: hits for m, hits in broken.items() if hits} == {}, "the client runs on a laptop: no torch, no db"
+    assert {m: hits for m, hits in broken.items() if hits} == {}, "the client needs no torch and no database"
 
 
 def test_registry_core_never_imports_the_web_framework() -> None:

@@ -16,6 +16,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -45,8 +46,8 @@ class Server:
     secrets: dict[str, str]  # role -> token secret
     log: Path
 
-    def client(self, role: str | None = "admin", **options: object) -> Client:
-        return Client(self.url, self.secrets[role] if role else None, **options)  # type: ignore[arg-type]
+    def client(self, role: str | None = "admin", **options: Any) -> Client:
+        return Client(self.url, self.secrets[role] if role else None, **options)
 
 
 def _wait_healthy(proc: subprocess.Popen[bytes], url: str, log: Path) -> None:

@@ -24,7 +24,7 @@ def _json(status: int, body: object) -> Reply:
     return Reply(status, json.dumps(body).encode(), {"Content-Type": "application/json"})
 
 
-def test_503_twice_then_200(tmp_path: object) -> None:
+def test_503_twice_then_200() -> None:
     answers = [Reply(503, UNAVAILABLE), Reply(503, UNAVAILABLE, {"Retry-After": "0"}), _json(200, [DOMAIN])]
     with fake_server(lambda _: answers.pop(0)) as (url, seen), Client(url, "t", backoff=0.01) as c:
         assert [d.name for d in c.list_domains()] == ["law"]
