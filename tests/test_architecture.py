@@ -8,13 +8,14 @@ inside the commands that need it. Another check keeps the modules free of import
 from __future__ import annotations
 
 import ast
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-PACKAGES = ("core", "registry", "trainer", "worker", "cli")
+PACKAGES = ("core", "registry", "trainer", "worker", "cli", "client")
 ML = ("torch", "transformers", "peft", "safetensors.torch", "tokenizers")
 WEB = ("fastapi", "starlette", "uvicorn", "python_multipart")
 
@@ -83,6 +84,23 @@ def test_import_rules(prefix: str, forbidden: tuple[str, ...], top_only: bool, w
         and (hits := _hits(_imports(path, module_level_only=top_only), forbidden))
     }
     assert broken == {}, f"{prefix} must not import these ({why})"
+
+
+# What the Python client may import: the standard library, httpx and pydantic, the torch-free
+# contracts and the schemas the API answers with. Never the database, the server, the trainer.
+CLIENT_MAY_IMPORT = ("client", "core", "registry.schemas", "httpx", "pydantic")
+
+
+def test_client_imports_only_the_contracts_and_the_schemas() -> None:
+    def allowed(name: str) -> bool:
+        return name.split(".")[0] in sys.stdlib_module_names or any(
+            name == a or name.startswith(a + ".") for a in CLIENT_MAY_IMPORT
+        )
+
+    broken = {
+        module: sorted(n for n in _imports(path) if not allowed(n)) for module, path in _modules("client")
+    }
+    assert {m: hits for m, hits in broken.items() if hits} == {}, "the client needs no torch and no database"
 
 
 def test_registry_core_never_imports_the_web_framework() -> None:
