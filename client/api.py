@@ -204,8 +204,11 @@ class Client:
         return fetch_directory(self._t, params, Path(dest))
 
     # compatibility and porting
-    def compat(self, patch_id: str, base: str) -> VerdictRead:
-        return self._one(VerdictRead, "GET", f"/v1/patches/{_seg(patch_id)}/compat", params={"base": base})
+    def compat(self, patch_id: str, base: str, *, record: bool = False) -> VerdictRead:
+        """Check a patch against a base; `record=True` (write scope) also stores the verdict for the
+        matrix, as `patchreg compat` does. A plain check is a read and stores nothing."""
+        method = "POST" if record else "GET"
+        return self._one(VerdictRead, method, f"/v1/patches/{_seg(patch_id)}/compat", params={"base": base})
 
     def matrix(self, family: str, domain: str | None = None) -> CompatMatrix:
         params = _query(domain=domain)
