@@ -21,7 +21,7 @@ import pytest
 pytest.importorskip("boto3")
 pytest.importorskip("moto")
 
-from registry.store.s3 import S3Store  # noqa: E402
+from registry.store.s3 import S3Store
 
 _ENV = {
     "AWS_ACCESS_KEY_ID": "testing",

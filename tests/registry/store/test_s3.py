@@ -103,7 +103,7 @@ def _killed_upload(store: S3Store) -> tuple[str, str]:
 
 
 def test_a_killed_multipart_upload_is_invisible_and_swept(s3_store: S3Store) -> None:
-    key, upload = _killed_upload(s3_store)
+    _key, upload = _killed_upload(s3_store)
     assert not s3_store.exists("b" * 64) and list(s3_store.blobs()) == []
     assert s3_store.scratch.sweep(HOUR) == []  # young: its writer may still be sending parts
     assert raw_client().list_multipart_uploads(Bucket=s3_store.bucket).get("Uploads")
@@ -132,7 +132,9 @@ def test_gc_collects_an_orphan_and_a_dead_upload_never_a_referenced_blob(
     assert [b.digest for b in s3_store.blobs()] == [kept]
 
 
-def test_a_failed_transaction_discards_its_blob(registry: Registry, s3_store: S3Store, tmp_path: Path) -> None:
+def test_a_failed_transaction_discards_its_blob(
+    registry: Registry, s3_store: S3Store, tmp_path: Path
+) -> None:
     src = tmp_path / "doomed.bin"
     src.write_bytes(b"written by a transaction that fails")
     with pytest.raises(RuntimeError), transaction(registry.factory, "test") as s:
