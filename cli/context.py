@@ -39,7 +39,7 @@ class AppContext:
 
     @cached_property
     def store(self) -> ArtifactStore:
-        return open_store(self.settings.artifact_root)
+        return open_store(self.settings.artifact_root, self.settings.store_url)
 
     def command_line(self, *args: str) -> str:
         return shlex.join(["patchreg", *self.global_args, *args])

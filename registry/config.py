@@ -13,14 +13,15 @@ class Settings(BaseSettings):
     """Where the registry keeps its data.
 
     `home` holds the embedded default: `registry.db` (SQLite) and `artifacts/`. `database_url` and
-    `store` override either one, e.g. PostgreSQL plus a shared volume for many workers.
+    `store` override either one, e.g. PostgreSQL plus a shared volume or an S3 bucket
+    (`s3://bucket/prefix`: then `<home>/s3-cache` keeps verified local copies for readers).
     """
 
     model_config = SettingsConfigDict(env_prefix="PATCHREG_", extra="ignore")
 
     home: Path = Field(default_factory=lambda: Path.home() / ".patchreg")
     database_url: str | None = None
-    store: Path | None = None
+    store: str | None = None  # a directory, or s3://bucket/prefix
     actor: str | None = None
     # HTTP API: reads may be opened to callers without a token; writes always need one.
     api_open_reads: bool = False
@@ -38,8 +39,16 @@ class Settings(BaseSettings):
         return f"sqlite:///{(self.home / 'registry.db').resolve()}"
 
     @property
+    def store_url(self) -> str | None:
+        """The object-store URL when the store is one (`s3://…`), else None."""
+        return self.store if self.store and self.store.startswith("s3://") else None
+
+    @property
     def artifact_root(self) -> Path:
-        return (self.store or self.home / "artifacts").resolve()
+        """The store's directory on this machine: the store itself, or an object store's cache."""
+        if self.store_url:
+            return (self.home / "s3-cache").resolve()
+        return (Path(self.store) if self.store else self.home / "artifacts").resolve()
 
     @property
     def resolved_actor(self) -> str:

@@ -80,7 +80,7 @@ class ApiState:
             settings,
             engine,
             session_factory(engine),
-            open_store(settings.artifact_root),
+            open_store(settings.artifact_root, settings.store_url),
             SchemaGuard(engine, sqlite_file),
             Redactor.for_server(settings.home, settings.artifact_root),
         )

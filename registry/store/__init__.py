@@ -1,7 +1,7 @@
 """Content-addressed artifact store: blobs named by their sha256, verified on every read.
 
-`ArtifactStore` is the whole interface callers see; `LocalStore` keeps blobs in a directory. An
-S3-compatible backend implements the same methods and nothing else changes.
+`ArtifactStore` is the whole interface callers see; `LocalStore` keeps blobs in a directory,
+`S3Store` (`registry.store.s3`, boto3 imported only when used) in an S3-compatible bucket.
 """
 
 from __future__ import annotations
@@ -57,5 +57,10 @@ class ArtifactStore(Protocol):
     def verified_once(self) -> AbstractContextManager[None]: ...
 
 
-def open_store(root: Path) -> ArtifactStore:
+def open_store(root: Path, url: str | None = None) -> ArtifactStore:
+    """The store at `url` (`s3://bucket/prefix`, with `root` as its local cache), else at `root`."""
+    if url is not None:
+        from registry.store.s3 import S3Store
+
+        return S3Store.from_url(url, root)
     return LocalStore(root)
