@@ -33,6 +33,7 @@ from registry.schemas import (
     DatasetRead,
     DomainRead,
     EvaluationRead,
+    Identity,
     JobRead,
     Lineage,
     PatchRead,
@@ -292,6 +293,10 @@ class Client:
     # audit and tokens
     def audit(self, limit: int = 50, subject: str | None = None) -> list[AuditEventRead]:
         return self._many(AuditEventRead, "/v1/audit", limit=limit, subject=subject)
+
+    def whoami(self) -> Identity:
+        """The token this client sends, and its scopes (Unauthorized if the server rejects it)."""
+        return self._one(Identity, "GET", "/v1/whoami")
 
     def list_tokens(self) -> list[TokenRead]:
         return self._many(TokenRead, "/v1/tokens")
