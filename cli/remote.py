@@ -161,7 +161,7 @@ class RemoteBackend:
         return Fetched(patch, manifest["why"], files, manifest.get("export", {}))
 
     def compat(self, patch_id: str, base: str) -> VerdictRead:
-        return self.client.compat(patch_id, base)
+        return self.client.record_compat(patch_id, base)  # `patchreg compat` records its verdict
 
     def matrix(self, family: str, domain: str | None) -> CompatMatrix:
         return self.client.matrix(family, domain)

@@ -206,7 +206,13 @@ class Client:
 
     # compatibility and porting
     def compat(self, patch_id: str, base: str) -> VerdictRead:
+        """The verdict, computed and not stored (a read)."""
         return self._one(VerdictRead, "GET", f"/v1/patches/{_seg(patch_id)}/compat", params={"base": base})
+
+    def record_compat(self, patch_id: str, base: str) -> VerdictRead:
+        """The verdict, recorded for the matrix and `resolve` (write scope), as `patchreg compat` does."""
+        path = f"/v1/patches/{_seg(patch_id)}/compat"
+        return self._one(VerdictRead, "POST", path, params={"base": base})
 
     def matrix(self, family: str, domain: str | None = None) -> CompatMatrix:
         params = _query(domain=domain)
