@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import stat
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -216,3 +217,40 @@ def test_every_data_command_answers_alike_locally_and_against_a_server(
     codes = [t[-3] for t in raw[0] if isinstance(t, tuple)]
     assert set(codes) == {0, 1}, "the scenario exercises both successes and user errors"
     assert any("already exists" in line for line in local)
+
+
+def test_errors_refusals_and_login(served: Served, tmp_path: Path) -> None:
+    remote = Cli(tmp_path, [], PATCHREG_URL=served.url, PATCHREG_TOKEN="prt_wrong")
+    code, out, err = remote("domain", "list")
+    assert (code, out) == (1, "") and err.startswith("error: ") and err.count("\n") == 1  # unauthorized
+    reader = Cli(tmp_path, [], PATCHREG_URL=served.url, PATCHREG_TOKEN=served.secrets["read"])
+    code, _, err = reader("domain", "create", "nope")
+    assert code == 1 and "scopes read" in err and err.count("\n") == 1  # forbidden
+    for args in (("serve",), ("db", "upgrade"), ("gc",), ("worker",)):
+        code, out, err = reader(*args)
+        assert (code, out) == (2, ""), args
+        said = f"error: `patchreg {args[0]}` runs only where the registry is, not against a server"
+        assert err.startswith(f"{said} ({served.url}); run it with --home/--db") and err.count("\n") == 1
+    code, _, err = reader("token", "list")
+    assert code == 2 and err.startswith("error: `patchreg token list` cannot run yet against a server")
+    gone = Cli(tmp_path, ["--server", f"http://127.0.0.1:{free_port()}"])
+    code, _, err = gone("domain", "list")
+    assert code == 3 and err.startswith("error: ") and err.count("\n") == 1
+
+    anonymous = Cli(tmp_path, [])
+    code, _, err = anonymous("login", served.url, "--token", "prt_wrong")
+    assert code == 1 and not (tmp_path / "config" / "credentials").exists()
+    code, out, _ = anonymous("login", served.url + "/", "--token", served.secrets["write"])
+    assert code == 0 and out.startswith(f"logged in to {served.url} as token write (read, write)")
+    stored = tmp_path / "config" / "credentials"
+    assert stat.S_IMODE(stored.stat().st_mode) == 0o600
+    assert json.loads(stored.read_text()) == {"url": served.url, "token": served.secrets["write"]}
+    code, out, _ = anonymous("domain", "create", "fromlogin", "--json")  # remote through the file
+    assert code == 0 and json.loads(out)["name"] == "fromlogin"
+    assert not (tmp_path / "default-home").exists()
+    code, _, err = anonymous("serve")
+    assert code == 2 and "runs only where the registry is" in err
+    local = Cli(tmp_path, ["--home", str(tmp_path / "local")])  # --home wins over the login
+    assert local("domain", "list")[0] == 1  # no local database: the local error, not the server
+    assert anonymous("logout") == (0, f"logged out: removed {stored}\n", "")
+    assert not stored.exists()
