@@ -38,6 +38,7 @@ COPY registry ./registry
 COPY trainer ./trainer
 COPY worker ./worker
 COPY cli ./cli
+COPY client ./client
 COPY migrations ./migrations
 RUN pip install . \
     && patchreg --version \

@@ -6,7 +6,6 @@ import click
 
 from cli.context import AppContext, json_flag, pass_app
 from cli.output import emit, print_table
-from registry.services import aliases
 
 
 @click.group()
@@ -23,8 +22,7 @@ def alias() -> None:
 @pass_app
 def set_(app: AppContext, domain: str, base_ref: str, name: str, patch_id: str) -> None:
     """Point NAME at PATCH for DOMAIN on --base."""
-    with app.transaction() as session:
-        row = aliases.set_alias(session, domain, base_ref, name, patch_id)
+    row = app.backend.set_alias(domain, base_ref, name, patch_id)
     emit(app.json_output, row, lambda: click.echo(f"{domain} on {base_ref}: {name} -> {row.patch_id}"))
 
 
@@ -34,8 +32,7 @@ def set_(app: AppContext, domain: str, base_ref: str, name: str, patch_id: str) 
 @pass_app
 def list_(app: AppContext, domain: str | None) -> None:
     """List aliases."""
-    with app.transaction() as session:
-        rows = aliases.list_aliases(session, domain)
+    rows = app.backend.list_aliases(domain)
     columns = [
         ("DOMAIN", "domain"),
         ("BASE", "base"),

@@ -6,7 +6,6 @@ import click
 
 from cli.context import AppContext, json_flag, pass_app
 from cli.output import emit, print_table
-from registry.services import audit as audit_service
 
 
 def _detail(detail: dict[str, object]) -> str:
@@ -29,8 +28,7 @@ def _detail(detail: dict[str, object]) -> str:
 @pass_app
 def audit(app: AppContext, limit: int, subject: str | None) -> None:
     """Show who did what, newest first."""
-    with app.transaction() as session:
-        rows = audit_service.list_events(session, limit, subject)
+    rows = app.backend.audit(limit, subject)
     table = [{**r.model_dump(), "detail": _detail(r.detail)} for r in rows]
     columns = [
         ("AT", "at"),

@@ -8,7 +8,6 @@ from cli.context import AppContext, json_flag, pass_app
 from cli.output import emit, print_fields, print_table
 from cli.progress import byte_progress
 from registry.schemas import ArchitectureRead, BaseVersionRead, MethodTargetsRead
-from registry.services import bases
 
 LIST_COLUMNS = [
     ("BASE", "ref"),
@@ -33,13 +32,14 @@ def base() -> None:
 @json_flag
 @pass_app
 def register(app: AppContext, ref: str, source: str, parent: str | None) -> None:
-    """Register a base version from a local model directory or hf://ORG/NAME[@REVISION].
+    """Register a base version from a local model directory or hf://ORG/NAME[@REVISION]
+    (against a server, SOURCE is read by the server: hf://, or a path on its machine).
 
     Reads config.json, the safetensors headers and the tokenizer files to fingerprint the model;
     weights are hashed in a stream, never loaded.
     """
-    with app.transaction() as session, byte_progress(f"hashing {ref}", not app.json_output) as progress:
-        row = bases.register_base(session, ref, source, parent=parent, on_progress=progress)
+    with byte_progress(f"hashing {ref}", not app.json_output and app.remote is None) as progress:
+        row = app.backend.register_base(ref, source, parent, progress)
     emit(
         app.json_output,
         row,
@@ -62,8 +62,7 @@ def _said_registered(row: BaseVersionRead) -> None:
 @pass_app
 def list_(app: AppContext, family: str | None) -> None:
     """List base versions."""
-    with app.transaction() as session:
-        rows = bases.list_bases(session, family)
+    rows = app.backend.list_bases(family)
     table = [{**r.model_dump(), "arch_short": r.arch_fingerprint[:12]} for r in rows]
     emit(app.json_output, rows, lambda: print_table(table, LIST_COLUMNS, empty="no base versions registered"))
 
@@ -75,8 +74,7 @@ def list_(app: AppContext, family: str | None) -> None:
 @pass_app
 def show(app: AppContext, ref: str, tensors: bool) -> None:
     """Show a base version with its fingerprints."""
-    with app.transaction() as session:
-        row = bases.show_base(session, ref)
+    row = app.backend.show_base(ref)
 
     def human() -> None:
         print_fields(

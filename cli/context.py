@@ -1,4 +1,9 @@
-"""What every command shares: settings, the database, the store, the transaction, output mode."""
+"""What every command shares: settings, the backend, the database, the store, the transaction, output mode.
+
+Against a server (`app.remote` set), data commands go through `app.backend`; the database, the
+store and `transaction()` refuse in one line, so a command not yet ported to the backend says it
+cannot run remotely instead of quietly using this machine's registry.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +13,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 from sqlalchemy import Engine
@@ -19,15 +24,39 @@ from registry.config import Settings
 from registry.db import make_engine, session_factory, transaction
 from registry.store import ArtifactStore, open_store
 
+if TYPE_CHECKING:
+    from cli.backend import Backend
+    from cli.remote import Remote
+
 
 @dataclass
 class AppContext:
     settings: Settings
     json_output: bool = False
     global_args: list[str] = field(default_factory=list)  # --home/--db as typed, for fix commands
+    remote: Remote | None = None  # the server this invocation talks to (`cli.remote.choose`)
+
+    @cached_property
+    def backend(self) -> Backend:
+        if self.remote is None:
+            from cli.backend import LocalBackend
+
+            return LocalBackend(self)
+        from cli.remote import RemoteBackend
+
+        backend = RemoteBackend(self.remote)
+        click.get_current_context().call_on_close(backend.close)
+        return backend
+
+    def _local_only(self) -> None:
+        if self.remote is not None:
+            from cli.errors import not_remote
+
+            raise not_remote(self.remote.url)
 
     @cached_property
     def engine(self) -> Engine:
+        self._local_only()
         url = self.settings.resolved_database_url
         if url.startswith("sqlite:///"):
             Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
@@ -35,10 +64,12 @@ class AppContext:
 
     @cached_property
     def factory(self) -> sessionmaker[Session]:
+        self._local_only()
         return session_factory(self.engine)
 
     @cached_property
     def store(self) -> ArtifactStore:
+        self._local_only()
         return open_store(self.settings.artifact_root, self.settings.store_url)
 
     def command_line(self, *args: str) -> str:
@@ -64,6 +95,7 @@ class AppContext:
     @contextmanager
     def transaction(self) -> Iterator[Session]:
         """One command, one unit of work, on the current schema only."""
+        self._local_only()
         self.ensure_schema()
         with transaction(self.factory, self.settings.resolved_actor) as session:
             yield session

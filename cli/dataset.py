@@ -10,7 +10,6 @@ import click
 from cli.context import AppContext, json_flag, pass_app
 from cli.output import emit, print_table
 from core.rows import ROLES
-from registry.services import datasets
 
 
 def _parse_date(_ctx: click.Context, _param: click.Parameter, value: str | None) -> date | None:
@@ -46,8 +45,7 @@ def add(app: AppContext, domain: str, name: str, file: Path, role: str, availabl
     Rows: {"text": ...} or {"prompt": ..., "completion": ...}; eval rows may add
     "choices": [...] and "answer" (index or text).
     """
-    with app.transaction() as session:
-        row = datasets.add_dataset(session, app.store, domain, name, file, role, available_until)
+    row = app.backend.upload_dataset(domain, name, file, role, available_until)
     emit(
         app.json_output,
         row,
@@ -63,8 +61,7 @@ def add(app: AppContext, domain: str, name: str, file: Path, role: str, availabl
 @pass_app
 def list_(app: AppContext, domain: str | None) -> None:
     """List datasets."""
-    with app.transaction() as session:
-        rows = datasets.list_datasets(session, domain)
+    rows = app.backend.list_datasets(domain)
     table = [{**r.model_dump(), "digest": r.digest[:12]} for r in rows]
     columns = [
         ("DOMAIN", "domain"),

@@ -6,7 +6,6 @@ import click
 
 from cli.context import AppContext, json_flag, pass_app
 from cli.output import emit, print_table
-from registry.services import domains
 
 
 @click.group()
@@ -21,8 +20,7 @@ def domain() -> None:
 @pass_app
 def create(app: AppContext, name: str, description: str) -> None:
     """Create a domain."""
-    with app.transaction() as session:
-        row = domains.create_domain(session, name, description)
+    row = app.backend.create_domain(name, description)
     emit(app.json_output, row, lambda: click.echo(f"created domain {row.name}"))
 
 
@@ -31,8 +29,7 @@ def create(app: AppContext, name: str, description: str) -> None:
 @pass_app
 def list_(app: AppContext) -> None:
     """List domains."""
-    with app.transaction() as session:
-        rows = domains.list_domains(session)
+    rows = app.backend.list_domains()
     emit(
         app.json_output,
         rows,

@@ -1,7 +1,9 @@
 """The one place an error becomes what a terminal user sees: one line on stderr and an exit code.
 
-Exit codes: 0 success, 1 a user-facing error (any `core.errors.PatchregError`, whatever its code),
-2 a usage error (click's own). Scripts read the stable code from `--json` output or the message.
+Exit codes: 0 success, 1 a user-facing error (any `core.errors.PatchregError`, whatever its code,
+and a server's error with no local class: `api_error`), 2 a usage error (click's own) or a command
+that does not run against a server, 3 the server could not be reached (`server_unreachable`:
+worth retrying). Scripts read the stable code from `--json` output or the message.
 """
 
 from __future__ import annotations
@@ -13,7 +15,9 @@ import click
 from core.errors import PatchregError
 
 EXIT_USER_ERROR = 1
-EXIT_USAGE = 2  # click.UsageError's own exit code
+EXIT_USAGE = 2  # click.UsageError's own exit code; also a command that cannot run remotely
+EXIT_UNREACHABLE = 3
+LOCAL_ONLY = ("serve", "worker", "db", "gc", "demo")  # they run where the registry is, by design
 
 
 class UserError(click.ClickException):
@@ -30,5 +34,32 @@ class UserError(click.ClickException):
         click.echo(f"error: {self.message}", err=True)
 
 
+class NotRemote(UserError):
+    exit_code = EXIT_USAGE
+
+
+class Unreachable(UserError):
+    exit_code = EXIT_UNREACHABLE
+
+
 def to_user_error(error: PatchregError) -> UserError:
+    if error.code == "server_unreachable":
+        return Unreachable(error.code, error.message)
+    if error.code == "api_error":
+        status, code = error.detail.get("status"), error.detail.get("code", "no patchreg error")
+        return UserError(error.code, f"the server answered HTTP {status} ({code}): {error.message}")
     return UserError(error.code, error.message)
+
+
+def not_remote(url: str, command: str | None = None) -> NotRemote:
+    """`patchreg X` asked of a server that only runs, or so far only runs, on the registry's machine."""
+    if command is None:
+        ctx = click.get_current_context(silent=True)
+        command = " ".join(ctx.command_path.split()[1:]) if ctx is not None else ""
+    path = f"patchreg {command}".strip()
+    local_only = command.split(" ")[0] in LOCAL_ONLY
+    why = "runs only where the registry is, not" if local_only else "cannot run yet"
+    return NotRemote(
+        "unsupported",
+        f"`{path}` {why} against a server ({url}); run it with --home/--db on the registry's machine",
+    )

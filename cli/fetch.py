@@ -2,8 +2,10 @@
 
 The registry plans (`registry.services.fetch.plan_fetch`: which patch by `resolve`'s rule, and what
 an export needs about the base); the trainer's `materialize` writes it. `GET /v1/fetch` does the
-same two steps, so both write the same bytes. DIR holds either nothing or a complete fetch; an
-existing non-empty DIR is refused before anything is read.
+same two steps, so both write the same bytes. Against a server, the server writes it (one
+materialiser, the same bytes; the client needs no torch and no base files). DIR holds either
+nothing or a complete fetch; an existing non-empty DIR is refused before anything is read.
+`patchreg resolve` says which patch a fetch would serve, and why, without writing anything.
 """
 
 from __future__ import annotations
@@ -17,10 +19,8 @@ from cli.context import AppContext, json_flag, pass_app
 from cli.output import emit, export_summary, to_jsonable
 from core.atomic import ensure_output_dir_free
 from core.fetch import FORMATS
-from core.serving import MAX_RANK, TARGETS, reads_base_weights
-from registry.services import patches
-from registry.services.datasets import eval_texts
-from registry.services.fetch import plan_fetch
+from core.serving import MAX_RANK, TARGETS
+from registry.schemas import Resolution
 
 
 @click.command()
@@ -81,31 +81,41 @@ def fetch(
         return
     if out is None:
         raise click.UsageError("Missing option '-o' / '--out'.")
-    from trainer.patch.materialize import Export, materialize  # torch loads only for peft and merged
-
     ensure_output_dir_free(out)
-    with app.transaction() as session:
-        plan = plan_fetch(session, domain, base_ref, method)
-        p = patches.show_patch(session, plan.patch_id)
-        texts = eval_texts(session, app.store, domain) if approximate is not None else ()
-    patch_file = app.store.local_path(plan.digest)  # verified against its sha256
-    base_dir = None
-    if fmt == "merged" or (target not in (None, "peft") and reads_base_weights(patch_file)):
-        from registry.sources import resolve_source
-
-        base_dir = resolve_source(plan.source_uri).path
-    export = Export(target or "peft", approximate, texts)
-    files, decided = materialize(plan, fmt, patch_file, out, base_dir, export)
+    got = app.backend.fetch(domain, base_ref, out, fmt, target, method, approximate)
     summary = {
-        "patch": p,
-        "why": plan.why,
+        "patch": got.patch,
+        "why": got.why,
         "format": fmt,
         "target": (target or "peft") if fmt == "peft" else None,
         "out": str(out),
-        "files": files,
-        **({"export": decided} if decided else {}),
+        "files": got.files,
+        **({"export": got.export} if got.export else {}),
     }
-    emit(app.json_output, to_jsonable(summary), lambda: _say(p, plan.why, fmt, target, out, decided))
+    emit(
+        app.json_output,
+        to_jsonable(summary),
+        lambda: _say(got.patch, got.why, fmt, target, out, got.export),
+    )
+
+
+@click.command()
+@click.argument("domain")
+@click.option("--base", "base_ref", metavar="FAMILY:VERSION", required=True, help="The base you run.")
+@click.option("--method", metavar="M", help="Only patches made with this method (e.g. lora, s2ft).")
+@json_flag
+@pass_app
+def resolve(app: AppContext, domain: str, base_ref: str, method: str | None) -> None:
+    """Say which patch `fetch` serves for DOMAIN on --base, and why; write nothing."""
+    got: Resolution = app.backend.resolve(domain, base_ref, method)
+    p = got.patch
+    emit(
+        app.json_output,
+        got,
+        lambda: click.echo(
+            f"{p.id} ({p.method}, {p.origin}, {p.status}) for {p.domain} on {p.base}: {got.why}"
+        ),
+    )
 
 
 def _say(p: Any, why: str, fmt: str, target: str | None, out: Path, decided: dict[str, Any]) -> None:
@@ -120,6 +130,8 @@ def _dry_run(
     app: AppContext, domain: str, base_ref: str, method: str | None, approximate: int | None
 ) -> None:
     from cli.compat import print_serving
+    from registry.services import patches
+    from registry.services.fetch import plan_fetch
     from registry.services.serving import serving_report
 
     with app.transaction() as session:

@@ -10,7 +10,6 @@ from cli.context import AppContext, json_flag, pass_app
 from cli.output import emit, print_fields, print_table
 from core.vocab import JOB_KINDS, JOB_STATUSES
 from registry.schemas import JobRead
-from registry.services import jobs as jobs_service
 
 COLUMNS = [
     ("ID", "id"),
@@ -67,8 +66,7 @@ def jobs() -> None:
 @pass_app
 def list_cmd(app: AppContext, status: str | None, kind: str | None, limit: int) -> None:
     """Newest jobs first."""
-    with app.transaction() as s:
-        rows = jobs_service.list_jobs(s, status=status, kind=kind, limit=limit)
+    rows = app.backend.list_jobs(status, kind, limit)
     emit(app.json_output, rows, lambda: print_table([_row(j) for j in rows], COLUMNS, empty="no jobs"))
 
 
@@ -83,11 +81,10 @@ def show(app: AppContext, job_id: str, debug: bool) -> None:
     """Everything about one job: payload, progress, result or error.
 
     The error is its one-line message; `--debug` adds the traceback of an unexpected failure. (Over
-    the HTTP API only an admin token gets the traceback; this command reads the database directly,
-    which only the registry's owner can.)
+    the HTTP API only an admin token gets the traceback, so against a server `--debug` shows it to
+    admin tokens only; locally this command reads the database, which only the registry's owner can.)
     """
-    with app.transaction() as s:
-        job = jobs_service.show_job(s, job_id, debug=debug)
+    job = app.backend.show_job(job_id, debug)
 
     def human() -> None:
         print_fields(
@@ -129,8 +126,7 @@ def _progress(job: JobRead) -> str | None:
 @pass_app
 def cancel(app: AppContext, job_id: str) -> None:
     """Cancel a queued or running job (a running one stops at its next progress report)."""
-    with app.transaction() as s:
-        job = jobs_service.cancel(s, job_id)
+    job = app.backend.cancel_job(job_id)
     emit(app.json_output, job, lambda: click.echo(f"cancelled job {job.id} ({job.kind})"))
 
 
@@ -140,6 +136,5 @@ def cancel(app: AppContext, job_id: str) -> None:
 @pass_app
 def retry(app: AppContext, job_id: str) -> None:
     """Queue a failed or cancelled job again, with its attempts reset."""
-    with app.transaction() as s:
-        job = jobs_service.retry(s, job_id)
+    job = app.backend.retry_job(job_id)
     emit(app.json_output, job, lambda: click.echo(f"queued job {job.id} ({job.kind}) again"))

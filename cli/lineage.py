@@ -7,7 +7,6 @@ import click
 from cli.context import AppContext, json_flag, pass_app
 from cli.output import emit
 from registry.schemas import LineageNode
-from registry.services import lineage as lineage_service
 
 
 def _line(node: LineageNode, focus: str) -> str:
@@ -43,6 +42,5 @@ def _print_tree(
 @pass_app
 def lineage(app: AppContext, patch_id: str) -> None:
     """Show the root trained patch and every ported or retrained descendant."""
-    with app.transaction() as session:
-        tree = lineage_service.lineage(session, patch_id)
+    tree = app.backend.lineage(patch_id)
     emit(app.json_output, tree, lambda: _print_tree(tree.root, tree.focus))

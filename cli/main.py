@@ -2,6 +2,8 @@
 
 A user error (any `core.errors.PatchregError`) is one line on stderr and exit code 1, never a
 traceback; a usage error exits 2 (click's own). The mapping itself lives in `cli.errors`.
+`--server`/`--token` (or $PATCHREG_URL, or `patchreg login`) point data commands at a server;
+`cli.remote` says which wins.
 """
 
 from __future__ import annotations
@@ -12,7 +14,8 @@ from typing import Any
 import click
 
 from cli.context import AppContext
-from cli.errors import to_user_error
+from cli.errors import LOCAL_ONLY, not_remote, to_user_error
+from cli.remote import choose
 from core.errors import PatchregError
 from registry.config import Settings
 
@@ -34,10 +37,23 @@ class PatchregGroup(click.Group):
 @click.option(
     "--db", "db_url", metavar="URL", help="Database URL (default $PATCHREG_DATABASE_URL or SQLite in home)."
 )
+@click.option(
+    "--server",
+    metavar="URL",
+    help="A patchreg server to run data commands against (default $PATCHREG_URL, else `patchreg login`'s).",
+)
+@click.option("--token", metavar="T", help="API token for --server (default $PATCHREG_TOKEN, else login's).")
 @click.option("--json", "json_output", is_flag=True, help="Print JSON for scripts.")
 @click.version_option(package_name="patchreg")
 @click.pass_context
-def cli(ctx: click.Context, home: Path | None, db_url: str | None, json_output: bool) -> None:
+def cli(
+    ctx: click.Context,
+    home: Path | None,
+    db_url: str | None,
+    server: str | None,
+    token: str | None,
+    json_output: bool,
+) -> None:
     """patchreg: a registry for fine-tuned LLM patches that survive base-model releases.
 
     Track base model versions and domain patches with their lineage, port patches onto new base
@@ -51,7 +67,14 @@ def cli(ctx: click.Context, home: Path | None, db_url: str | None, json_output: 
     if db_url is not None:
         overrides["database_url"] = db_url
         global_args += ["--db", db_url]
-    ctx.obj = AppContext(settings=Settings(**overrides), json_output=json_output, global_args=global_args)
+    remote = None
+    if ctx.invoked_subcommand not in ("login", "logout"):
+        remote = choose(server, token, local_flags=bool(global_args))
+    if remote is not None and ctx.invoked_subcommand in LOCAL_ONLY:
+        raise not_remote(remote.url, ctx.invoked_subcommand)
+    ctx.obj = AppContext(
+        settings=Settings(**overrides), json_output=json_output, global_args=global_args, remote=remote
+    )
 
 
 def _register() -> None:
@@ -69,6 +92,7 @@ def _register() -> None:
         gc,
         jobs,
         lineage,
+        login,
         patch,
         patchfile,
         port,
@@ -89,6 +113,7 @@ def _register() -> None:
         compat.compat,
         port.port,
         fetch.fetch,
+        fetch.resolve,
         lineage.lineage,
         alias.alias,
         train.train,
@@ -102,6 +127,8 @@ def _register() -> None:
         demo.demo,
         token.token,
         serve.serve,
+        login.login,
+        login.logout,
     ):
         cli.add_command(command)
 

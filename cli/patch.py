@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import click
@@ -11,7 +10,6 @@ from cli.context import AppContext, json_flag, pass_app
 from cli.output import emit, print_fields, print_table
 from cli.patchfile import inspect_command
 from core.vocab import PATCH_STATUSES
-from registry.services import patches
 
 LIST_COLUMNS = [
     ("PATCH", "id"),
@@ -44,18 +42,7 @@ patch.add_command(inspect_command)
 @pass_app
 def import_(app: AppContext, domain: str, base_ref: str, source: Path) -> None:
     """Register an existing patch: a PEFT LoRA or IA3 adapter directory, or a patchreg patch file."""
-    tmp = app.store.scratch.mkdtemp("import-")  # in the store's temp space: swept if we are killed
-    try:
-        file = source
-        if source.is_dir():
-            from trainer.patch.io import save_patch
-            from trainer.patch.peft_import import import_peft
-
-            file = save_patch(import_peft(source), tmp / "patch.safetensors")
-        with app.transaction() as session:
-            row = patches.register_patch(session, app.store, domain, base_ref, file, "imported")
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+    row = app.backend.upload_patch(source, domain, base_ref)
     emit(
         app.json_output,
         row,
@@ -73,8 +60,7 @@ def import_(app: AppContext, domain: str, base_ref: str, source: Path) -> None:
 @pass_app
 def list_(app: AppContext, domain: str | None, base_ref: str | None, status: str | None) -> None:
     """List patches."""
-    with app.transaction() as session:
-        rows = patches.list_patches(session, domain, base_ref, status)
+    rows = app.backend.list_patches(domain, base_ref, status)
     emit(app.json_output, rows, lambda: print_table(rows, LIST_COLUMNS, empty="no patches"))
 
 
@@ -84,8 +70,7 @@ def list_(app: AppContext, domain: str | None, base_ref: str | None, status: str
 @pass_app
 def show(app: AppContext, patch_id: str) -> None:
     """Show one patch (by id or unique prefix)."""
-    with app.transaction() as session:
-        row = patches.show_patch(session, patch_id)
+    row = app.backend.show_patch(patch_id)
     emit(
         app.json_output,
         row,

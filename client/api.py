@@ -33,6 +33,7 @@ from registry.schemas import (
     DatasetRead,
     DomainRead,
     EvaluationRead,
+    Identity,
     JobRead,
     Lineage,
     PatchRead,
@@ -204,11 +205,14 @@ class Client:
         return fetch_directory(self._t, params, Path(dest))
 
     # compatibility and porting
-    def compat(self, patch_id: str, base: str, *, record: bool = False) -> VerdictRead:
-        """Check a patch against a base; `record=True` (write scope) also stores the verdict for the
-        matrix, as `patchreg compat` does. A plain check is a read and stores nothing."""
-        method = "POST" if record else "GET"
-        return self._one(VerdictRead, method, f"/v1/patches/{_seg(patch_id)}/compat", params={"base": base})
+    def compat(self, patch_id: str, base: str) -> VerdictRead:
+        """The verdict, computed and not stored (a read)."""
+        return self._one(VerdictRead, "GET", f"/v1/patches/{_seg(patch_id)}/compat", params={"base": base})
+
+    def record_compat(self, patch_id: str, base: str) -> VerdictRead:
+        """The verdict, recorded for the matrix and `resolve` (write scope), as `patchreg compat` does."""
+        path = f"/v1/patches/{_seg(patch_id)}/compat"
+        return self._one(VerdictRead, "POST", path, params={"base": base})
 
     def matrix(self, family: str, domain: str | None = None) -> CompatMatrix:
         params = _query(domain=domain)
@@ -295,6 +299,10 @@ class Client:
     # audit and tokens
     def audit(self, limit: int = 50, subject: str | None = None) -> list[AuditEventRead]:
         return self._many(AuditEventRead, "/v1/audit", limit=limit, subject=subject)
+
+    def whoami(self) -> Identity:
+        """The token this client sends, and its scopes (Unauthorized if the server rejects it)."""
+        return self._one(Identity, "GET", "/v1/whoami")
 
     def list_tokens(self) -> list[TokenRead]:
         return self._many(TokenRead, "/v1/tokens")

@@ -237,6 +237,13 @@ class TokenRead(Schema):
     revoked_at: datetime | None
 
 
+class Identity(Schema):
+    """`GET /v1/whoami`: the token a request was made with (None when reads are open) and its scopes."""
+
+    token: str | None
+    scopes: list[str]
+
+
 class PortPlan(Schema):
     """A port as recorded so far (verdict, the ported record) and what is left to measure.
 

@@ -133,8 +133,8 @@ def test_compat_matrix_and_port(client: Client, domain: str, patch_file: Path) -
     assert isinstance(fits, VerdictRead) and fits.verdict == "compatible" and fits.source_base == "tiny:v1"
     unrecorded = client.matrix("tiny", domain=domain).rows[0].cells
     assert [c.state for c in unrecorded] == ["source", "not checked", "not checked"]  # a read stores nothing
-    assert client.compat(patch.id, "tiny:v2", record=True).verdict == "compatible"
-    wider = client.compat(patch.id, "tiny:v3", record=True)
+    assert client.record_compat(patch.id, "tiny:v2").verdict == "compatible"
+    wider = client.record_compat(patch.id, "tiny:v3")
     assert wider.verdict == "incompatible" and any(r.severity == "error" for r in wider.reasons)
 
     grid = client.matrix("tiny", domain=domain)

@@ -1,12 +1,13 @@
-"""API tokens (admin scope): list, create (the secret is in this one response only), revoke."""
+"""API tokens (admin scope): list, create (the secret is in this one response only), revoke; and
+`whoami` (read scope), which `patchreg login` calls to check a token before storing it."""
 
 from __future__ import annotations
 
 from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field
 
-from registry.api.auth import Admin
-from registry.schemas import TokenRead
+from registry.api.auth import Admin, Reader
+from registry.schemas import Identity, TokenRead
 from registry.services import tokens
 
 router = APIRouter(tags=["tokens"])
@@ -41,3 +42,9 @@ def create_token(body: TokenCreate, ctx: Admin) -> NewToken:
 def revoke_token(name: str, ctx: Admin) -> TokenRead:
     with ctx.transaction() as s:
         return tokens.revoke(s, name)
+
+
+@router.get("/whoami")
+def whoami(ctx: Reader) -> Identity:
+    """The calling token's name and scopes: a cheap, read-only check that a URL and token work."""
+    return Identity(token=ctx.caller.token, scopes=list(ctx.caller.scopes))

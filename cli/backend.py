@@ -1,0 +1,258 @@
+"""Where a data command gets its data: the registry itself (`LocalBackend`) or a server (`cli.remote`).
+
+Commands call `app.backend.<verb>(…)` and print what comes back; both backends return the same
+`registry.schemas` models and raise the same `core.errors`, so a command's output, `--json` and
+exit code cannot depend on where it ran. The verbs are named as `client.Client` names them.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+from registry.schemas import (
+    AliasRead,
+    AuditEventRead,
+    BaseVersionDetail,
+    BaseVersionRead,
+    CompatMatrix,
+    DatasetRead,
+    DomainRead,
+    JobRead,
+    Lineage,
+    PatchRead,
+    Resolution,
+    VerdictRead,
+)
+
+if TYPE_CHECKING:
+    from cli.context import AppContext
+
+Progress = Callable[[int, int], None] | None
+
+
+@dataclass(frozen=True)
+class Fetched:
+    """What `patchreg fetch` reports about the directory it wrote."""
+
+    patch: PatchRead
+    why: str
+    files: list[str]
+    export: dict[str, Any]
+
+
+class Backend(Protocol):
+    def list_bases(self, family: str | None) -> list[BaseVersionRead]: ...
+    def show_base(self, ref: str) -> BaseVersionDetail: ...
+    def register_base(self, ref: str, source: str, parent: str | None, progress: Any) -> BaseVersionRead: ...
+    def list_domains(self) -> list[DomainRead]: ...
+    def create_domain(self, name: str, description: str) -> DomainRead: ...
+    def list_datasets(self, domain: str | None) -> list[DatasetRead]: ...
+    def upload_dataset(
+        self, domain: str, name: str, file: Path, role: str, available_until: date | None
+    ) -> DatasetRead: ...
+    def list_patches(self, domain: str | None, base: str | None, status: str | None) -> list[PatchRead]: ...
+    def show_patch(self, patch_id: str) -> PatchRead: ...
+    def upload_patch(self, path: Path, domain: str, base: str) -> PatchRead: ...
+    def lineage(self, patch_id: str) -> Lineage: ...
+    def resolve(self, domain: str, base: str, method: str | None) -> Resolution: ...
+    def fetch(
+        self,
+        domain: str,
+        base: str,
+        out: Path,
+        fmt: str,
+        target: str | None,
+        method: str | None,
+        approximate: int | None,
+    ) -> Fetched: ...
+    def compat(self, patch_id: str, base: str) -> VerdictRead: ...
+    def matrix(self, family: str, domain: str | None) -> CompatMatrix: ...
+    def list_aliases(self, domain: str | None) -> list[AliasRead]: ...
+    def set_alias(self, domain: str, base: str, name: str, patch_id: str) -> AliasRead: ...
+    def list_jobs(self, status: str | None, kind: str | None, limit: int) -> list[JobRead]: ...
+    def show_job(self, job_id: str, debug: bool) -> JobRead: ...
+    def cancel_job(self, job_id: str) -> JobRead: ...
+    def retry_job(self, job_id: str) -> JobRead: ...
+    def audit(self, limit: int, subject: str | None) -> list[AuditEventRead]: ...
+
+
+class LocalBackend:
+    """The registry's services on this machine's database and store, one transaction per call."""
+
+    def __init__(self, app: AppContext) -> None:
+        self.app = app
+
+    def list_bases(self, family: str | None) -> list[BaseVersionRead]:
+        from registry.services import bases
+
+        with self.app.transaction() as s:
+            return bases.list_bases(s, family)
+
+    def show_base(self, ref: str) -> BaseVersionDetail:
+        from registry.services import bases
+
+        with self.app.transaction() as s:
+            return bases.show_base(s, ref)
+
+    def register_base(self, ref: str, source: str, parent: str | None, progress: Any) -> BaseVersionRead:
+        from registry.services import bases
+
+        with self.app.transaction() as s:
+            return bases.register_base(s, ref, source, parent=parent, on_progress=progress)
+
+    def list_domains(self) -> list[DomainRead]:
+        from registry.services import domains
+
+        with self.app.transaction() as s:
+            return domains.list_domains(s)
+
+    def create_domain(self, name: str, description: str) -> DomainRead:
+        from registry.services import domains
+
+        with self.app.transaction() as s:
+            return domains.create_domain(s, name, description)
+
+    def list_datasets(self, domain: str | None) -> list[DatasetRead]:
+        from registry.services import datasets
+
+        with self.app.transaction() as s:
+            return datasets.list_datasets(s, domain)
+
+    def upload_dataset(
+        self, domain: str, name: str, file: Path, role: str, available_until: date | None
+    ) -> DatasetRead:
+        from registry.services import datasets
+
+        with self.app.transaction() as s:
+            return datasets.add_dataset(s, self.app.store, domain, name, file, role, available_until)
+
+    def list_patches(self, domain: str | None, base: str | None, status: str | None) -> list[PatchRead]:
+        from registry.services import patches
+
+        with self.app.transaction() as s:
+            return patches.list_patches(s, domain, base, status)
+
+    def show_patch(self, patch_id: str) -> PatchRead:
+        from registry.services import patches
+
+        with self.app.transaction() as s:
+            return patches.show_patch(s, patch_id)
+
+    def upload_patch(self, path: Path, domain: str, base: str) -> PatchRead:
+        """A PEFT directory is converted here, as the server converts an uploaded one."""
+        from registry.services import patches
+
+        tmp = self.app.store.scratch.mkdtemp("import-")  # in the store's temp space: swept if killed
+        try:
+            file = path
+            if path.is_dir():
+                from trainer.patch.io import save_patch
+                from trainer.patch.peft_import import import_peft
+
+                file = save_patch(import_peft(path), tmp / "patch.safetensors")
+            with self.app.transaction() as s:
+                return patches.register_patch(s, self.app.store, domain, base, file, "imported")
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+    def lineage(self, patch_id: str) -> Lineage:
+        from registry.services import lineage
+
+        with self.app.transaction() as s:
+            return lineage.lineage(s, patch_id)
+
+    def resolve(self, domain: str, base: str, method: str | None) -> Resolution:
+        from registry.services.resolve import resolve_patch
+
+        with self.app.transaction() as s:
+            return resolve_patch(s, domain, base, method)
+
+    def fetch(
+        self,
+        domain: str,
+        base: str,
+        out: Path,
+        fmt: str,
+        target: str | None,
+        method: str | None,
+        approximate: int | None,
+    ) -> Fetched:
+        """Plan, then materialise here: the same two steps `GET /v1/fetch` runs on the server."""
+        from core.serving import reads_base_weights
+        from registry.services import patches
+        from registry.services.datasets import eval_texts
+        from registry.services.fetch import plan_fetch
+        from trainer.patch.materialize import Export, materialize  # torch only for peft and merged
+
+        with self.app.transaction() as s:
+            plan = plan_fetch(s, domain, base, method)
+            p = patches.show_patch(s, plan.patch_id)
+            texts = eval_texts(s, self.app.store, domain) if approximate is not None else ()
+        patch_file = self.app.store.local_path(plan.digest)  # verified against its sha256
+        base_dir = None
+        if fmt == "merged" or (target not in (None, "peft") and reads_base_weights(patch_file)):
+            from registry.sources import resolve_source
+
+            base_dir = resolve_source(plan.source_uri).path
+        export = Export(target or "peft", approximate, texts)
+        files, decided = materialize(plan, fmt, patch_file, out, base_dir, export)
+        return Fetched(p, plan.why, files, decided)
+
+    def compat(self, patch_id: str, base: str) -> VerdictRead:
+        from registry.services import compat
+
+        with self.app.transaction() as s:
+            return compat.check_compat(s, self.app.store, patch_id, base)
+
+    def matrix(self, family: str, domain: str | None) -> CompatMatrix:
+        from registry.services import matrix
+
+        with self.app.transaction() as s:
+            return matrix.compat_matrix(s, family, domain)
+
+    def list_aliases(self, domain: str | None) -> list[AliasRead]:
+        from registry.services import aliases
+
+        with self.app.transaction() as s:
+            return aliases.list_aliases(s, domain)
+
+    def set_alias(self, domain: str, base: str, name: str, patch_id: str) -> AliasRead:
+        from registry.services import aliases
+
+        with self.app.transaction() as s:
+            return aliases.set_alias(s, domain, base, name, patch_id)
+
+    def list_jobs(self, status: str | None, kind: str | None, limit: int) -> list[JobRead]:
+        from registry.services import jobs
+
+        with self.app.transaction() as s:
+            return jobs.list_jobs(s, status=status, kind=kind, limit=limit)
+
+    def show_job(self, job_id: str, debug: bool) -> JobRead:
+        from registry.services import jobs
+
+        with self.app.transaction() as s:
+            return jobs.show_job(s, job_id, debug=debug)
+
+    def cancel_job(self, job_id: str) -> JobRead:
+        from registry.services import jobs
+
+        with self.app.transaction() as s:
+            return jobs.cancel(s, job_id)
+
+    def retry_job(self, job_id: str) -> JobRead:
+        from registry.services import jobs
+
+        with self.app.transaction() as s:
+            return jobs.retry(s, job_id)
+
+    def audit(self, limit: int, subject: str | None) -> list[AuditEventRead]:
+        from registry.services import audit
+
+        with self.app.transaction() as s:
+            return audit.list_events(s, limit, subject)

@@ -1,0 +1,194 @@
+"""The CLI against a server: which one (flags, environment, `patchreg login`'s file) and the backend.
+
+Which registry a command uses, first match wins:
+1. `--server URL` (token: `--token`, else $PATCHREG_TOKEN, else the stored one for that URL);
+2. `--home` or `--db`: this machine's registry, whatever else is set;
+3. $PATCHREG_URL (token: $PATCHREG_TOKEN, else the stored one for that URL);
+4. the credentials `patchreg login` stored;
+5. this machine's registry ($PATCHREG_HOME, $PATCHREG_DATABASE_URL).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+from cli.backend import Fetched
+from client import Client
+from core.fetch import MANIFEST
+from registry.schemas import (
+    AliasRead,
+    AuditEventRead,
+    BaseVersionDetail,
+    BaseVersionRead,
+    CompatMatrix,
+    DatasetRead,
+    DomainRead,
+    JobRead,
+    Lineage,
+    PatchRead,
+    Resolution,
+    VerdictRead,
+)
+
+
+@dataclass(frozen=True)
+class Remote:
+    url: str
+    token: str | None
+
+
+def credentials_file() -> Path:
+    """$PATCHREG_CONFIG_DIR/credentials, else $XDG_CONFIG_HOME/patchreg/credentials (~/.config)."""
+    configured = os.environ.get("PATCHREG_CONFIG_DIR")
+    if configured:
+        return Path(configured).expanduser() / "credentials"
+    xdg = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+    return Path(xdg).expanduser() / "patchreg" / "credentials"
+
+
+def stored() -> Remote | None:
+    path = credentials_file()
+    if not path.is_file():
+        return None
+    data = json.loads(path.read_text())
+    return Remote(str(data["url"]), data.get("token") or None)
+
+
+def store(remote: Remote) -> Path:
+    """Write the credentials readable by this user only: created 0600 (never wider, even for a
+    moment) in a 0700 directory, then renamed over the old file."""
+    path = credentials_file()
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        os.fchmod(fd, 0o600)
+        os.write(fd, (json.dumps({"url": remote.url, "token": remote.token}) + "\n").encode())
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)
+    return path
+
+
+def choose(server: str | None, token: str | None, local_flags: bool) -> Remote | None:
+    """The server this invocation talks to, or None for the local registry (see the module doc)."""
+    url = server or (None if local_flags else os.environ.get("PATCHREG_URL"))
+    saved = stored() if url or not local_flags else None
+    if url is None:
+        if local_flags or saved is None:
+            return None
+        url = saved.url
+    url = url.rstrip("/")
+    secret = token or os.environ.get("PATCHREG_TOKEN") or None
+    if secret is None and saved is not None and saved.url.rstrip("/") == url:
+        secret = saved.token
+    return Remote(url, secret)
+
+
+class RemoteBackend:
+    """`cli.backend.Backend` over HTTP: the client's calls, shaped as the local services return."""
+
+    def __init__(self, remote: Remote) -> None:
+        self.client = Client(remote.url, remote.token)
+
+    def close(self) -> None:
+        self.client.close()
+
+    def list_bases(self, family: str | None) -> list[BaseVersionRead]:
+        return self.client.list_bases(family)
+
+    def show_base(self, ref: str) -> BaseVersionDetail:
+        return self.client.show_base(ref)
+
+    def register_base(self, ref: str, source: str, parent: str | None, progress: Any) -> BaseVersionRead:
+        """SOURCE is read by the server (hf://, or a path on the server's machine)."""
+        return self.client.register_base(ref, source, parent)
+
+    def list_domains(self) -> list[DomainRead]:
+        return self.client.list_domains()
+
+    def create_domain(self, name: str, description: str) -> DomainRead:
+        return self.client.create_domain(name, description)
+
+    def list_datasets(self, domain: str | None) -> list[DatasetRead]:
+        return self.client.list_datasets(domain)
+
+    def upload_dataset(
+        self, domain: str, name: str, file: Path, role: str, available_until: date | None
+    ) -> DatasetRead:
+        return self.client.upload_dataset(domain, name, file, role, available_until)
+
+    def list_patches(self, domain: str | None, base: str | None, status: str | None) -> list[PatchRead]:
+        return self.client.list_patches(domain, base, status)
+
+    def show_patch(self, patch_id: str) -> PatchRead:
+        return self.client.show_patch(patch_id)
+
+    def upload_patch(self, path: Path, domain: str, base: str) -> PatchRead:
+        return self.client.upload_patch(path, domain, base)
+
+    def lineage(self, patch_id: str) -> Lineage:
+        return self.client.lineage(patch_id)
+
+    def resolve(self, domain: str, base: str, method: str | None) -> Resolution:
+        got = self.client.resolve(domain, base, method)
+        return Resolution(patch=got.patch, why=got.why)
+
+    def fetch(
+        self,
+        domain: str,
+        base: str,
+        out: Path,
+        fmt: str,
+        target: str | None,
+        method: str | None,
+        approximate: int | None,
+    ) -> Fetched:
+        """The server writes the directory (`GET /v1/fetch`): one materialiser for both modes, so
+        the bytes are the same, and this machine needs neither torch nor the base's files."""
+        self.client.fetch(
+            domain, base, out, format=fmt, target=target, method=method, approximate=approximate
+        )
+        manifest = json.loads((out / MANIFEST).read_text())
+        patch = self.client.show_patch(manifest["patch_id"])
+        files = sorted(p.name for p in out.iterdir())
+        return Fetched(patch, manifest["why"], files, manifest.get("export", {}))
+
+    def compat(self, patch_id: str, base: str) -> VerdictRead:
+        return self.client.record_compat(patch_id, base)  # `patchreg compat` records its verdict
+
+    def matrix(self, family: str, domain: str | None) -> CompatMatrix:
+        return self.client.matrix(family, domain)
+
+    def list_aliases(self, domain: str | None) -> list[AliasRead]:
+        return self.client.list_aliases(domain)
+
+    def set_alias(self, domain: str, base: str, name: str, patch_id: str) -> AliasRead:
+        return self.client.set_alias(domain, base, name, patch_id)
+
+    def list_jobs(self, status: str | None, kind: str | None, limit: int) -> list[JobRead]:
+        return [_without_debug(j) for j in self.client.list_jobs(status, kind, limit)]
+
+    def show_job(self, job_id: str, debug: bool) -> JobRead:
+        """An admin token gets the traceback whether asked or not; show it only with --debug."""
+        job = self.client.show_job(job_id)
+        return job if debug else _without_debug(job)
+
+    def cancel_job(self, job_id: str) -> JobRead:
+        return _without_debug(self.client.cancel_job(job_id))
+
+    def retry_job(self, job_id: str) -> JobRead:
+        return _without_debug(self.client.retry_job(job_id))
+
+    def audit(self, limit: int, subject: str | None) -> list[AuditEventRead]:
+        return self.client.audit(limit, subject)
+
+
+def _without_debug(job: JobRead) -> JobRead:
+    return job.model_copy(update={"error_detail": None})
