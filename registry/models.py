@@ -183,6 +183,9 @@ class Patch(Base):
     job_id: Mapped[str | None] = mapped_column(ForeignKey("jobs.id"))
     status: Mapped[str] = mapped_column(String(16), default="candidate")
     metrics: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    # "domain:base:digest" for an imported patch, so the same content imported twice is one row
+    # (null for trained and ported patches, and for duplicates imported before revision 0004).
+    import_key: Mapped[str | None] = mapped_column(String(120), unique=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     domain: Mapped[Domain] = relationship()

@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
 from core.errors import InvalidInput
@@ -15,7 +15,9 @@ from core.patch_values import check_values
 from core.patchfile import PatchHeader, read_patch_header
 from core.plans import Decision
 from core.vocab import PATCH_ORIGINS, PATCH_STATUSES
-from registry.models import BaseVersion, Dataset, Domain, Patch
+from registry.conflicts import insert_or_ignore
+from registry.db import utcnow
+from registry.models import BaseVersion, Dataset, Domain, Patch, short_id
 from registry.schemas import PatchRead
 from registry.services import artifacts, audit
 from registry.services.architecture import runtime_shapes
@@ -80,7 +82,36 @@ def register_patch(
     metrics: dict[str, Any] | None = None,
 ) -> PatchRead:
     """Check the file is a patch that fits `base` (header, then every value: finite floats, indices in
-    range), store it, and record it as a candidate."""
+    range), store it, and record it as a candidate. An import of content already imported into this
+    (domain, base) returns that patch (see `import_patch`)."""
+    return _register(
+        session, store, domain, base, file, origin,
+        parent_id=parent_id, train_dataset_id=train_dataset_id, job_id=job_id, metrics=metrics,
+    )[0]  # fmt: skip
+
+
+def import_patch(
+    session: Session, store: ArtifactStore, domain: str, base: str, file: Path
+) -> tuple[PatchRead, bool]:
+    """Register an existing patch as `imported`: (the patch, True) when recorded now, (the patch
+    imported earlier with the same bytes into this domain and base, False) otherwise — so uploads
+    are idempotent, even when two of them race."""
+    return _register(session, store, domain, base, file, "imported")
+
+
+def _register(
+    session: Session,
+    store: ArtifactStore,
+    domain: str,
+    base: str,
+    file: Path,
+    origin: str,
+    *,
+    parent_id: str | None = None,
+    train_dataset_id: int | None = None,
+    job_id: str | None = None,
+    metrics: dict[str, Any] | None = None,
+) -> tuple[PatchRead, bool]:
     if origin not in PATCH_ORIGINS:
         raise InvalidInput(f"invalid origin {origin!r}: expected one of {', '.join(PATCH_ORIGINS)}")
     domain_row = get_domain(session, domain)
@@ -95,26 +126,36 @@ def register_patch(
             + (f" (+{len(problems) - 1} more)" if len(problems) > 1 else "")
         )
     blob = artifacts.store_file(session, store, Path(file), MEDIA_TYPE)
-    row = Patch(
-        domain=domain_row,
-        base_version=version,
-        method=header.method,
-        method_config=header.method_config,
-        artifact_digest=blob.digest,
-        trainable_params=header.num_params,
-        origin=origin,
-        parent=parent,
-        train_dataset_id=train_dataset_id,
-        job_id=job_id,
-        status="candidate",
-        metrics=metrics or {},
-    )
-    session.add(row)
-    session.flush()
+    import_key = f"{domain_row.id}:{version.id}:{blob.digest}" if origin == "imported" else None
+    values_row = {
+        "id": short_id(),
+        "domain_id": domain_row.id,
+        "base_version_id": version.id,
+        "method": header.method,
+        "method_config": header.method_config,
+        "artifact_digest": blob.digest,
+        "trainable_params": header.num_params,
+        "origin": origin,
+        "parent_id": parent.id if parent is not None else None,
+        "train_dataset_id": train_dataset_id,
+        "job_id": job_id,
+        "status": "candidate",
+        "metrics": metrics or {},
+        "import_key": import_key,
+        "created_at": utcnow(),
+    }
+    if import_key is not None and not insert_or_ignore(session, Patch, values_row, ["import_key"]):
+        existing = session.scalar(select(Patch).where(Patch.import_key == import_key))
+        assert existing is not None  # committed by the writer that won, hence visible
+        return to_read(existing), False
+    if import_key is None:
+        session.execute(insert(Patch).values(**values_row))
+    row = session.get(Patch, values_row["id"])
+    assert row is not None
     audit.record(
         session, f"patch.{origin}", row.id, domain=domain, base=base, method=header.method, digest=blob.digest
     )
-    return to_read(row)
+    return to_read(row), True
 
 
 def list_patches(

@@ -92,3 +92,46 @@ def test_0003_keeps_base_versions_registered_before_it(empty_url: str) -> None:
     migrate.downgrade(engine, "0002")
     migrate.upgrade(engine)
     engine.dispose()
+
+
+def test_0004_keys_the_first_of_each_imported_content_and_keeps_duplicates(
+    empty_url: str, make_tiny_model, tmp_path: Path
+) -> None:
+    """Patches imported twice before 0004 both survive it: the older gets the import key (later
+    imports of the same bytes find it), the newer keeps a null key."""
+    from sqlalchemy import text
+
+    from registry.db import session_factory, transaction
+    from registry.services import bases, domains, patches
+    from registry.store import open_store
+    from tests.factories import write_patch
+
+    engine = make_engine(empty_url)
+    migrate.upgrade(engine)
+    store = open_store(tmp_path / "store")
+    with transaction(session_factory(engine)) as s:
+        bases.register_base(s, "tiny:v1", str(make_tiny_model()))
+        domains.create_domain(s, "medical")
+        first = patches.register_patch(
+            s, store, "medical", "tiny:v1", write_patch(tmp_path / "p"), "imported"
+        )
+    copy = (
+        "INSERT INTO patches (id, domain_id, base_version_id, method, method_config, artifact_digest,"
+        " trainable_params, origin, parent_id, train_dataset_id, job_id, status, metrics, created_at)"
+        " SELECT 'duplicate', domain_id, base_version_id, method, method_config, artifact_digest,"
+        " trainable_params, origin, parent_id, train_dataset_id, job_id, status, metrics, created_at"
+        " FROM patches WHERE id = :id"
+    )
+    migrate.downgrade(engine, "0003")
+    with engine.begin() as conn:
+        conn.execute(text(copy), {"id": first.id})
+        later = "UPDATE patches SET created_at = :t WHERE id = 'duplicate'"
+        conn.execute(text(later), {"t": "2999-01-01 00:00:00+00:00"})
+    migrate.upgrade(engine)
+    with engine.begin() as conn:
+        keys = dict(conn.execute(text("SELECT id, import_key FROM patches")).all())
+    assert keys[first.id] is not None and keys["duplicate"] is None
+    with transaction(session_factory(engine)) as s:
+        again = patches.register_patch(s, store, "medical", "tiny:v1", tmp_path / "p", "imported")
+    assert again.id == first.id
+    engine.dispose()

@@ -94,20 +94,28 @@ def _patch_file(form: Form) -> Path:
     return convert_peft(adapter, form.directory / "patch.safetensors")
 
 
-def _register(ctx: RequestContext, domain: str, base: str, file: Path) -> PatchRead:
+def _register(ctx: RequestContext, domain: str, base: str, file: Path) -> tuple[PatchRead, bool]:
     with ctx.transaction() as s:
-        return patches.register_patch(s, ctx.store, domain, base, file, "imported")
+        return patches.import_patch(s, ctx.store, domain, base, file)
 
 
-@router.post("/patches", status_code=201, openapi_extra=UPLOAD_DOC)
-async def upload_patch(request: Request, ctx: Writer) -> PatchRead:
-    """Register an existing patch as `imported`, after checking it fits the base."""
+@router.post(
+    "/patches",
+    status_code=201,
+    openapi_extra=UPLOAD_DOC,
+    responses={200: {"description": "The same bytes were already imported into this domain and base"}},
+)
+async def upload_patch(request: Request, response: Response, ctx: Writer) -> PatchRead:
+    """Register an existing patch as `imported`, after checking it fits the base: 201 when recorded
+    now, 200 with the patch already imported from the same bytes into this domain and base."""
     limit = ctx.state.settings.api_max_upload_bytes
     files = ("patch", *PEFT_FILES)
     async with receive_form(request, limit=limit, texts=("domain", "base"), files=files) as form:
         domain, base = form.text("domain"), form.text("base")
         file = await run_in_threadpool(_patch_file, form)
-        return await run_in_threadpool(_register, ctx, domain, base, file)
+        patch, created = await run_in_threadpool(_register, ctx, domain, base, file)
+    response.status_code = 201 if created else 200
+    return patch
 
 
 @router.put("/patches/{patch_id}/status")

@@ -128,10 +128,19 @@ def test_losers_never_take_the_winners_blob(family: Api) -> None:
 
 
 def test_same_patch(family: Api, patch_file: Path) -> None:
-    """Each upload is its own `imported` record; the bytes are stored once."""
-    assert race(lambda _: family.upload_patch(patch_file)) == {201: N}
-    assert len(family.ok("GET", "/v1/patches")) == N
+    """Importing the same bytes into one domain and base is idempotent: one 201, then 200 with the
+    same patch; one row, one blob, one audit entry."""
+    answers: list[httpx.Response] = []
+
+    def send(_: int) -> httpx.Response:
+        answers.append(family.upload_patch(patch_file))
+        return answers[-1]
+
+    assert race(send) == {201: 1, 200: N - 1}
+    assert len({r.json()["id"] for r in answers}) == 1
+    assert len(family.ok("GET", "/v1/patches")) == 1
     assert _count(family, Artifact) == 1
+    assert [e["action"] for e in family.ok("GET", "/v1/audit")].count("patch.imported") == 1
 
 
 def test_same_alias(family: Api, patch_file: Path) -> None:
