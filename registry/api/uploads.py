@@ -57,7 +57,12 @@ def multipart_doc(texts: dict[str, str], files: dict[str, str], required: Collec
     properties: dict[str, Any] = {n: {"type": "string", "description": d} for n, d in texts.items()}
     properties |= {n: {"type": "string", "format": "binary", "description": d} for n, d in files.items()}
     # The route refuses a field it does not name, so the schema admits no others.
-    schema = {"type": "object", "properties": properties, "required": sorted(required), "additionalProperties": False}
+    schema = {
+        "type": "object",
+        "properties": properties,
+        "required": sorted(required),
+        "additionalProperties": False,
+    }
     return {"requestBody": {"required": True, "content": {"multipart/form-data": {"schema": schema}}}}
 
 

@@ -4,9 +4,10 @@ Each operation gets `EXAMPLES` positive and `EXAMPLES` negative (schema-violatin
 seed (hypothesis `derandomize`, no example database, no shrinking), sent with an admin token to a
 registry seeded with real bases, a domain, a dataset, a patch, an alias and a queued job. Half of the
 positive cases have their path and query values swapped for those real names, so the fuzz reaches
-past "not found" into the services. The checks: no 5xx (`not_a_server_error`), every status listed
-for the operation (`status_code_conformance`), and every body matching its documented schema
-(`response_schema_conformance`). Failures are collected, not raised, so one run reports them all.
+past "not found" into the services (bodies get real values too: a real patch file, a real dataset).
+The checks: no 5xx (`not_a_server_error`), every status listed for the operation
+(`status_code_conformance`), and bodies, content types and headers as documented. Failures are
+collected, not raised, so one run reports them all, each with a curl line to reproduce it.
 
 What the run may not do, so that it stays meaningful (see `spare`):
 - revoke the token it runs with: `DELETE /v1/tokens/{name}` is sent only for other names (a spare
@@ -31,8 +32,8 @@ from typing import Any
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, Phase, given, seed, settings
-from hypothesis.errors import Unsatisfiable
 from hypothesis import strategies as st
+from hypothesis.errors import Unsatisfiable
 from schemathesis import APIOperation, Case, GenerationMode
 from schemathesis.checks import not_a_server_error
 from schemathesis.core.failures import FailureGroup
@@ -112,8 +113,13 @@ def fuzzed(seeded: Api, patch_file: Path, monkeypatch: pytest.MonkeyPatch) -> tu
         api.secrets[FUZZ_TOKEN] = tokens.create(s, FUZZ_TOKEN, "admin")[1]
         tokens.create(s, SPARE_TOKEN, "read")
     data = jsonl({"prompt": "fever and cough:", "completion": " influenza"}, {"text": "aspirin thins blood"})
-    api.ok("POST", "/v1/datasets", 201, data={"domain": "medical", "name": "notes", "role": "train"},
-           files={"file": ("notes.jsonl", data)})
+    api.ok(
+        "POST",
+        "/v1/datasets",
+        201,
+        data={"domain": "medical", "name": "notes", "role": "train"},
+        files={"file": ("notes.jsonl", data)},
+    )
     patch_id = api.upload_patch(patch_file).json()["id"]
     api.ok("PUT", "/v1/aliases/medical/tiny:v1/production", json={"patch_id": patch_id})
     job = {"domain": "medical", "base": "tiny:v1", "method": "lora", "args": {"steps": 1}}
@@ -227,4 +233,3 @@ def test_schemathesis_finds_no_server_error_and_no_undocumented_status(
     print("\n" + figures.report() + "\n" + figures.status_table())
     assert figures.operations > 25
     assert not figures.failures, figures.report()
-
