@@ -56,7 +56,13 @@ def multipart_doc(texts: dict[str, str], files: dict[str, str], required: Collec
     """OpenAPI for a route that parses its own multipart body (FastAPI cannot infer it)."""
     properties: dict[str, Any] = {n: {"type": "string", "description": d} for n, d in texts.items()}
     properties |= {n: {"type": "string", "format": "binary", "description": d} for n, d in files.items()}
-    schema = {"type": "object", "properties": properties, "required": sorted(required)}
+    # The route refuses a field it does not name, so the schema admits no others.
+    schema = {
+        "type": "object",
+        "properties": properties,
+        "required": sorted(required),
+        "additionalProperties": False,
+    }
     return {"requestBody": {"required": True, "content": {"multipart/form-data": {"schema": schema}}}}
 
 

@@ -56,3 +56,15 @@ def test_the_statuses_routes_really_give_are_documented(api: Api) -> None:
             response = api.request(method, url, as_=role, json={} if "requestBody" in op else None)
             assert str(response.status_code) in op["responses"], (method, path, role, response.status_code)
             assert response.status_code < 500
+
+
+def test_upload_forms_admit_only_the_fields_the_route_reads(api: Api) -> None:
+    """The upload routes refuse a form field they do not name (422), so their multipart schema says
+    `additionalProperties: false`; without it, valid-by-schema cases carry stray fields and the
+    fuzz run (test_schemathesis) never gets a well-formed upload through."""
+    schema = api.client.get("/openapi.json").json()
+    for path in ("/v1/patches", "/v1/datasets"):
+        form = schema["paths"][path]["post"]["requestBody"]["content"]["multipart/form-data"]["schema"]
+        assert form["additionalProperties"] is False, path
+        response = api.post(path, data={"domain": "medical", "stray": "x"}, files={"x": b"1"})
+        assert response.status_code == 422, response.text
