@@ -15,8 +15,9 @@ from trainer.patch.types import Columns, Delta, Dense, LowRank, Rows, Scale
 from trainer.patch.types import Patch as PatchFile
 
 
-def write_patch(path: Path, hidden: int = 64, with_lm_head: bool = False) -> Path:
-    g = torch.Generator().manual_seed(0)
+def write_patch(path: Path, hidden: int = 64, with_lm_head: bool = False, seed: int = 0) -> Path:
+    """A patch of every LoRA-engine kind; another `seed` gives other bytes (another import)."""
+    g = torch.Generator().manual_seed(seed)
     deltas = {
         "model.layers.0.self_attn.q_proj": LowRank(
             torch.randn(4, hidden, generator=g), torch.randn(hidden, 4, generator=g), 0.5

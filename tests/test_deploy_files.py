@@ -167,7 +167,7 @@ def test_dockerfile_installs_torch_first_within_the_project_range() -> None:
     (torch_spec,) = [d for d in deps if re.match(r"torch\b", d)]
     assert f'ARG TORCH_REQUIREMENT="{torch_spec}"' in text
     assert re.search(r"^ARG TORCH_INDEX_URL=https://download\.pytorch\.org/whl/cu\d+$", text, re.M)
-    assert text.index('--index-url "${TORCH_INDEX_URL}"') < text.index("RUN pip install .")
+    assert text.index('--index-url "${TORCH_INDEX_URL}"') < text.index('RUN pip install ".[s3]"')
     user = re.findall(r"^USER (\S+)$", text, re.M)
     assert user and not user[-1].startswith(("root", "0"))
     assert re.search(r'^ENTRYPOINT \["patchreg"\]$', text, re.M)

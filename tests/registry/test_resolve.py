@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 import pytest
@@ -20,12 +21,15 @@ def family(registry: Registry, make_tiny_model) -> Registry:
     return registry
 
 
+SEEDS = itertools.count()
+
+
 def _add(reg: Registry, tmp_path: Path, status: str = "candidate", base: str = "tiny:v1", **metrics) -> str:
-    """A registered patch with these metrics, moved to `status`."""
+    """A registered patch with these metrics, moved to `status` (its own bytes: the same bytes
+    imported again would be the same patch)."""
+    file = write_patch(tmp_path / "p.st", seed=next(SEEDS))
     with transaction(reg.factory) as s:
-        row = patches.register_patch(
-            s, reg.store, "medical", base, write_patch(tmp_path / "p.st"), "imported", metrics=metrics
-        )
+        row = patches.register_patch(s, reg.store, "medical", base, file, "imported", metrics=metrics)
         if status != "candidate":
             patches.set_status(s, row.id, status, "test")
     return row.id
