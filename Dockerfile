@@ -40,7 +40,7 @@ COPY worker ./worker
 COPY cli ./cli
 COPY client ./client
 COPY migrations ./migrations
-RUN pip install ".[s3]" \
+RUN pip install ".[ml,s3]" \
     && patchreg --version \
     && python -c "import torch; print('torch', torch.__version__)"
 

@@ -26,6 +26,7 @@ from registry.schemas import (
     Lineage,
     PatchRead,
     Resolution,
+    TokenRead,
     VerdictRead,
 )
 
@@ -76,9 +77,24 @@ class Backend(Protocol):
     def set_alias(self, domain: str, base: str, name: str, patch_id: str) -> AliasRead: ...
     def list_jobs(self, status: str | None, kind: str | None, limit: int) -> list[JobRead]: ...
     def show_job(self, job_id: str, debug: bool) -> JobRead: ...
+    def train(
+        self,
+        *,
+        domain: str,
+        base: str,
+        method: str,
+        overrides: list[str],
+        regularize: str | None,
+        dataset: str | None,
+        general_dataset: str | None,
+        args: dict[str, Any],
+    ) -> JobRead: ...
     def cancel_job(self, job_id: str) -> JobRead: ...
     def retry_job(self, job_id: str) -> JobRead: ...
     def audit(self, limit: int, subject: str | None) -> list[AuditEventRead]: ...
+    def list_tokens(self) -> list[TokenRead]: ...
+    def create_token(self, name: str, scopes: list[str]) -> tuple[TokenRead, str]: ...
+    def revoke_token(self, name: str) -> TokenRead: ...
 
 
 class LocalBackend:
@@ -198,7 +214,7 @@ class LocalBackend:
         if fmt == "merged" or (target not in (None, "peft") and reads_base_weights(patch_file)):
             from registry.sources import resolve_source
 
-            base_dir = resolve_source(plan.source_uri).path
+            base_dir = resolve_source(plan.source_uri, weights_digest=plan.weights_digest).path
         export = Export(target or "peft", approximate, texts)
         files, decided = materialize(plan, fmt, patch_file, out, base_dir, export)
         return Fetched(p, plan.why, files, decided)
@@ -239,6 +255,12 @@ class LocalBackend:
         with self.app.transaction() as s:
             return jobs.show_job(s, job_id, debug=debug)
 
+    def train(self, **request: Any) -> JobRead:
+        from registry.services import training
+
+        with self.app.transaction() as s:
+            return training.enqueue_train(s, **request)[0]
+
     def cancel_job(self, job_id: str) -> JobRead:
         from registry.services import jobs
 
@@ -256,3 +278,21 @@ class LocalBackend:
 
         with self.app.transaction() as s:
             return audit.list_events(s, limit, subject)
+
+    def list_tokens(self) -> list[TokenRead]:
+        from registry.services import tokens
+
+        with self.app.transaction() as s:
+            return tokens.list_tokens(s)
+
+    def create_token(self, name: str, scopes: list[str]) -> tuple[TokenRead, str]:
+        from registry.services import tokens
+
+        with self.app.transaction() as s:
+            return tokens.create(s, name, scopes)
+
+    def revoke_token(self, name: str) -> TokenRead:
+        from registry.services import tokens
+
+        with self.app.transaction() as s:
+            return tokens.revoke(s, name)

@@ -86,6 +86,7 @@ class AppContext:
     def ensure_schema(self) -> None:
         from registry.migrate import ensure_current
 
+        self._local_only()
         fix = self.command_line("db", "upgrade")
         missing = self.sqlite_file_missing()
         if missing is not None:

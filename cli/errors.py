@@ -18,6 +18,7 @@ EXIT_USER_ERROR = 1
 EXIT_USAGE = 2  # click.UsageError's own exit code; also a command that cannot run remotely
 EXIT_UNREACHABLE = 3
 LOCAL_ONLY = ("serve", "worker", "db", "gc", "demo")  # they run where the registry is, by design
+ML_MODULES = ("torch", "transformers", "peft", "tokenizers", "safetensors.torch")  # `patchreg[ml]`
 
 
 class UserError(click.ClickException):
@@ -49,6 +50,19 @@ def to_user_error(error: PatchregError) -> UserError:
         status, code = error.detail.get("status"), error.detail.get("code", "no patchreg error")
         return UserError(error.code, f"the server answered HTTP {status} ({code}): {error.message}")
     return UserError(error.code, error.message)
+
+
+def missing_extra(exc: ModuleNotFoundError, command: str) -> UserError | None:
+    """A command that needs the `ml` extra on an installation without it (the client and the CLI
+    against a server install without torch): one line that says what to install."""
+    name = exc.name or ""
+    if not any(name == m or name.startswith(f"{m}.") for m in ML_MODULES):
+        return None
+    return UserError(
+        "unsupported",
+        f"`patchreg {command}` needs {name.split('.')[0]}, which this installation lacks: "
+        "pip install 'patchreg[ml]' (or run it against a server that has it)",
+    )
 
 
 def not_remote(url: str, command: str | None = None) -> NotRemote:

@@ -9,7 +9,6 @@ from tqdm import tqdm
 
 from cli.context import AppContext
 from registry.schemas import JobRead
-from registry.services import jobs
 
 FINISHED = ("succeeded", "failed", "cancelled")
 
@@ -20,8 +19,7 @@ def follow_job(app: AppContext, job_id: str, *, show: bool = True, poll_seconds:
     waiting_said = False
     try:
         while True:
-            with app.transaction() as s:
-                job = jobs.show_job(s, job_id)
+            job = app.backend.show_job(job_id, debug=False)
             if job.status in FINISHED:
                 return job
             if show and job.status == "queued" and job.attempts == 0 and not waiting_said:

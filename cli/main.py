@@ -14,7 +14,7 @@ from typing import Any
 import click
 
 from cli.context import AppContext
-from cli.errors import LOCAL_ONLY, not_remote, to_user_error
+from cli.errors import LOCAL_ONLY, missing_extra, not_remote, to_user_error
 from cli.remote import choose
 from core.errors import PatchregError
 from registry.config import Settings
@@ -26,6 +26,11 @@ class PatchregGroup(click.Group):
             return super().invoke(ctx)
         except PatchregError as exc:
             raise to_user_error(exc) from None
+        except ModuleNotFoundError as exc:
+            missing = missing_extra(exc, ctx.invoked_subcommand or "")
+            if missing is None:
+                raise
+            raise missing from None
 
 
 @click.group(cls=PatchregGroup, context_settings={"help_option_names": ["-h", "--help"]})

@@ -32,6 +32,7 @@ from registry.schemas import (
     Lineage,
     PatchRead,
     Resolution,
+    TokenRead,
     VerdictRead,
 )
 
@@ -180,6 +181,9 @@ class RemoteBackend:
         job = self.client.show_job(job_id)
         return job if debug else _without_debug(job)
 
+    def train(self, **request: Any) -> JobRead:
+        return self.client.train(**request)
+
     def cancel_job(self, job_id: str) -> JobRead:
         return _without_debug(self.client.cancel_job(job_id))
 
@@ -188,6 +192,16 @@ class RemoteBackend:
 
     def audit(self, limit: int, subject: str | None) -> list[AuditEventRead]:
         return self.client.audit(limit, subject)
+
+    def list_tokens(self) -> list[TokenRead]:
+        return self.client.list_tokens()
+
+    def create_token(self, name: str, scopes: list[str]) -> tuple[TokenRead, str]:
+        made = self.client.create_token(name, scopes)
+        return made.token, made.secret
+
+    def revoke_token(self, name: str) -> TokenRead:
+        return self.client.revoke_token(name)
 
 
 def _without_debug(job: JobRead) -> JobRead:

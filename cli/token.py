@@ -6,7 +6,6 @@ import click
 
 from cli.context import AppContext, json_flag, pass_app
 from cli.output import emit, print_table
-from registry.services import tokens
 
 
 @click.group()
@@ -27,8 +26,7 @@ def token() -> None:
 @pass_app
 def create(app: AppContext, name: str, scopes: str) -> None:
     """Create a token NAME and print its secret: it is shown this once and never stored."""
-    with app.transaction() as session:
-        row, secret = tokens.create(session, name, scopes)
+    row, secret = app.backend.create_token(name, scopes.split(","))
     emit(
         app.json_output,
         {"token": row, "secret": secret},
@@ -43,8 +41,7 @@ def create(app: AppContext, name: str, scopes: str) -> None:
 @pass_app
 def list_(app: AppContext) -> None:
     """List tokens (names and scopes; secrets are never stored)."""
-    with app.transaction() as session:
-        rows = tokens.list_tokens(session)
+    rows = app.backend.list_tokens()
     table = [{**r.model_dump(), "scopes": ",".join(r.scopes)} for r in rows]
     columns = [("TOKEN", "name"), ("SCOPES", "scopes"), ("CREATED", "created_at"), ("REVOKED", "revoked_at")]
     emit(app.json_output, rows, lambda: print_table(table, columns, empty="no tokens"))
@@ -56,6 +53,5 @@ def list_(app: AppContext) -> None:
 @pass_app
 def revoke(app: AppContext, name: str) -> None:
     """Revoke token NAME at once; the name stays taken so the audit log keeps its meaning."""
-    with app.transaction() as session:
-        row = tokens.revoke(session, name)
+    row = app.backend.revoke_token(name)
     emit(app.json_output, row, lambda: click.echo(f"revoked token {row.name}"))

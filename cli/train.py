@@ -62,11 +62,12 @@ def train(
 
     Settings are checked now, so a typo fails here and queues nothing.
     """
-    from trainer.settings import parse_settings
-
     if regularize:  # said in the words of this command's options, before the settings are read
         training.check_regularizable(method, regularize)
-    parse_settings(method, overrides, regularize)  # PatchregError → one line, nothing queued
+    if app.remote is None:  # against a server, the server checks them (`POST /v1/jobs/train`)
+        from trainer.settings import parse_settings
+
+        parse_settings(method, overrides, regularize)  # PatchregError → one line, nothing queued
     args = {
         k: v
         for k, v in {
@@ -80,18 +81,16 @@ def train(
         }.items()
         if v is not None
     }
-    with app.transaction() as s:
-        job, _ = training.enqueue_train(
-            s,
-            domain=domain,
-            base=base_ref,
-            method=method,
-            overrides=list(overrides),
-            regularize=regularize,
-            dataset=dataset,
-            general_dataset=general_dataset,
-            args=args,
-        )
+    job = app.backend.train(
+        domain=domain,
+        base=base_ref,
+        method=method,
+        overrides=list(overrides),
+        regularize=regularize,
+        dataset=dataset,
+        general_dataset=general_dataset,
+        args=args,
+    )
     if not wait:
         emit(
             app.json_output,

@@ -93,10 +93,17 @@ class SchemaOutOfDate(PatchregError):
 
 
 class SourceUnavailable(PatchregError):
-    """A model source (local path or hf:// reference) could not be resolved on this machine."""
+    """A model source (local path, hf:// or s3:// reference) could not be resolved on this machine."""
 
     code = "source_unavailable"
     retryable = True  # another worker may have the path mounted or the hub reachable
+
+
+class StoreUnavailable(PatchregError):
+    """The artifact store (an object-store endpoint) could not be reached or refused the request."""
+
+    code = "store_unavailable"
+    retryable = True
 
 
 class DatabaseUnavailable(PatchregError):

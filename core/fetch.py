@@ -48,6 +48,7 @@ class FetchPlan:
     module_shapes: Mapping[str, tuple[int, int]] = field(default_factory=dict, hash=False, repr=False)
     model_type: str = ""
     tied_head: bool = False  # the base's lm_head shares the embedding's weight
+    weights_digest: str | None = None  # what a download of the base's files must hash to (s3://)
     # lineage, training data digest, evaluations and gate verdict, for the model card
     provenance: Mapping[str, Any] = field(default_factory=dict, hash=False, repr=False)
 

@@ -31,6 +31,12 @@ class Settings(BaseSettings):
     # at server/worker start and collected by `patchreg gc`. Younger ones may belong to a write
     # still in progress (in this or another process), so they are always kept.
     temp_age_guard_seconds: float = Field(default=3600.0, ge=0)
+    # Verified local copies of bases registered from s3:// (one folder per listing revision).
+    base_cache_dir: Path | None = None
+
+    @property
+    def base_cache(self) -> Path:
+        return (self.base_cache_dir or self.home / "base-cache").resolve()
 
     @property
     def resolved_database_url(self) -> str:

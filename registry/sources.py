@@ -1,7 +1,9 @@
-"""Where a base model's files come from: a local directory or `hf://org/name@revision`.
+"""Where a base model's files come from: a local directory, `hf://org/name@revision`, or
+`s3://bucket/path@revision` (`registry.s3_source`).
 
 Hub sources go through huggingface-hub's `snapshot_download`, which honours HF_HUB_OFFLINE and
-the local cache; the resolved commit is what gets recorded, never a moving branch name.
+the local cache; object-store sources through this machine's base cache (`Settings.base_cache`).
+Either way the resolved revision is what gets recorded, never a moving branch name or folder.
 """
 
 from __future__ import annotations
@@ -12,21 +14,45 @@ from pathlib import Path
 from core.errors import InvalidInput, SourceUnavailable
 
 HF_PREFIX = "hf://"
+S3_PREFIX = "s3://"
 HF_PATTERNS = ["*.json", "*.safetensors", "*.model", "*.txt", "tokenizer*"]
 
 
 @dataclass(frozen=True)
 class ResolvedSource:
     path: Path  # a local directory with the model's files
-    uri: str  # what to record: an absolute path, or hf://org/name@<commit>
-    revision: str | None  # the resolved commit for hub sources
+    uri: str  # what to record: an absolute path, hf://org/name@<commit>, s3://bucket/path@<revision>
+    revision: str | None  # the resolved commit (hub) or listing revision (object store)
 
 
-def resolve_source(source: str, *, local_only: bool = False) -> ResolvedSource:
-    """Where `source`'s files are on this machine. `local_only`: never download, only use what the
-    Hugging Face cache already holds (a server answering a request must not pull a whole model)."""
+def resolve_source(
+    source: str,
+    *,
+    local_only: bool = False,
+    weights_digest: str | None = None,
+    cache_root: Path | None = None,
+) -> ResolvedSource:
+    """Where `source`'s files are on this machine. `local_only`: never download, only use what a
+    cache already holds (a server answering a request must not pull a whole model).
+    `weights_digest`: the registered base's, which an object-store download must match before use;
+    `cache_root`: where object-store sources are cached (default: `Settings().base_cache`)."""
     if source.startswith(HF_PREFIX):
         return _resolve_hf(source[len(HF_PREFIX) :], local_only)
+    if source.startswith(S3_PREFIX):
+        from registry.s3_source import resolve_s3
+
+        if cache_root is None:
+            from registry.config import Settings
+
+            cache_root = Settings().base_cache
+        path, uri, revision = resolve_s3(
+            source[len(S3_PREFIX) :],
+            patterns=HF_PATTERNS,
+            cache_root=cache_root,
+            local_only=local_only,
+            weights_digest=weights_digest,
+        )
+        return ResolvedSource(path=path, uri=uri, revision=revision)
     path = Path(source).expanduser().resolve()
     if not path.exists():
         # Retryable, not bad input: a worker on another machine may have the path mounted.
@@ -35,9 +61,9 @@ def resolve_source(source: str, *, local_only: bool = False) -> ResolvedSource:
 
 
 def peft_base_name(source_uri: str) -> str:
-    """What PEFT's `base_model_name_or_path` should say: the hub repo id, else the local path."""
-    if source_uri.startswith(HF_PREFIX):
-        return source_uri[len(HF_PREFIX) :].partition("@")[0]
+    """What PEFT's `base_model_name_or_path` should say: the hub repo id, else where it lives."""
+    if source_uri.startswith((HF_PREFIX, S3_PREFIX)):
+        return source_uri.removeprefix(HF_PREFIX).partition("@")[0]
     return source_uri
 
 

@@ -22,6 +22,9 @@ from sqlalchemy.orm import Session, sessionmaker
 from registry import migrate
 from registry.db import make_engine, session_factory
 from registry.store import LocalStore
+from tests.s3_server import s3_endpoint, s3_env
+
+__all__ = ["s3_endpoint", "s3_env"]  # fixtures for every test package
 
 DEFAULT_PG = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 BACKENDS = ["sqlite", "postgresql"]

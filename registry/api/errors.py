@@ -37,6 +37,7 @@ STATUS = {
     "unsupported": 501,
     "schema_out_of_date": 503,
     "database_unavailable": 503,
+    "store_unavailable": 503,
     "unauthorized": 401,
     "forbidden": 403,
 }

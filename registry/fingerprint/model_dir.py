@@ -59,6 +59,15 @@ def _sha(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+def combine_weight_hashes(file_hashes: list[tuple[str, str]]) -> str:
+    """The weights digest from each weight file's (name, sha256), in `weight_files` order: one
+    definition for the fingerprint and for a downloaded copy checked against it."""
+    h = hashlib.sha256()
+    for name, digest in file_hashes:
+        h.update(f"{name}:{digest}\n".encode())
+    return h.hexdigest()
+
+
 def tokenizer_fingerprint(model_dir: Path) -> str | None:
     tok_json = model_dir / "tokenizer.json"
     parts: dict[str, Any] = {}
@@ -105,14 +114,14 @@ def fingerprint_model_dir(
             on_progress(done, total)
 
     tensors: dict[str, TensorInfo] = {}
-    weights_hash = hashlib.sha256()
+    file_hashes: list[tuple[str, str]] = []
     for path in files:
         file_tensors, _ = read_safetensors_header(path)
         duplicated = tensors.keys() & file_tensors.keys()
         if duplicated:
             raise MalformedFile(f"{path.name}: tensor {sorted(duplicated)[0]!r} appears in two weight files")
         tensors.update(file_tensors)
-        weights_hash.update(f"{path.name}:{sha256_file(path, advance)}\n".encode())
+        file_hashes.append((path.name, sha256_file(path, advance)))
 
     table = tensor_table(tensors)
     stable_config = {k: v for k, v in config.items() if k not in VOLATILE_CONFIG_KEYS}
@@ -122,7 +131,7 @@ def fingerprint_model_dir(
         arch_fingerprint=_sha(_canonical({"model_type": config["model_type"], "tensors": table})),
         tokenizer_fingerprint=tokenizer_fingerprint(model_dir),
         config_digest=_sha(_canonical(stable_config)),
-        weights_digest=weights_hash.hexdigest(),
+        weights_digest=combine_weight_hashes(file_hashes),
         num_parameters=sum(t.numel for t in tensors.values()),
         tensors=tensors,
         config=stable_config,

@@ -139,4 +139,10 @@ def show_base(session: Session, ref: str) -> BaseVersionDetail:
 def model_dir(session: Session, ref: str) -> Path:
     """The local directory holding the files of base `ref` (SourceUnavailable when this machine
     cannot reach them: another worker may)."""
-    return resolve_source(get_base_version(session, ref).source_uri).path
+    return files_of(get_base_version(session, ref))
+
+
+def files_of(version: BaseVersion) -> Path:
+    """The local directory holding a registered version's files; an object-store download is
+    checked against the weights digest recorded at registration before it is used."""
+    return resolve_source(version.source_uri, weights_digest=version.weights_digest).path

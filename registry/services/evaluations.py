@@ -10,9 +10,8 @@ from sqlalchemy.orm import Session
 from core.plans import EVALUATE_ARMS, Decision, Measurement, MeasurePlan
 from registry.models import Dataset, Domain, Evaluation
 from registry.schemas import EvaluationPlan, EvaluationRead, PatchRead
-from registry.services import audit, datasets, patches
+from registry.services import audit, bases, datasets, patches
 from registry.services.lookup import base_ref, get_base_version, get_patch
-from registry.sources import resolve_source
 from registry.store import ArtifactStore
 
 
@@ -97,7 +96,7 @@ def plan_evaluation(session: Session, store: ArtifactStore, patch_id: str) -> Ev
     }
     measure = MeasurePlan(
         patch_path=store.local_path(patch.artifact_digest),
-        base_dir=resolve_source(patch.base_version.source_uri).path,
+        base_dir=bases.files_of(patch.base_version),
         eval_sets=tuple(eval_sets),
         arms=dict(EVALUATE_ARMS),
         stored=stored,

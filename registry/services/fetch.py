@@ -72,6 +72,7 @@ def plan_fetch(session: Session, domain: str, base: str, method: str | None = No
         base_name=peft_base_name(version.source_uri),
         revision=version.revision,
         source_uri=version.source_uri,
+        weights_digest=version.weights_digest,
         method=patch.method,
         origin=patch.origin,
         status=patch.status,

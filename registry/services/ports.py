@@ -19,9 +19,8 @@ from core.plans import PORT_ARMS, Decision, Measurement, MeasurePlan
 from registry.conflicts import insert_or_ignore
 from registry.models import Patch, short_id
 from registry.schemas import PatchRead, PortPlan, PortReport, VerdictRead
-from registry.services import audit, compat, datasets, evaluations, patches
+from registry.services import audit, bases, compat, datasets, evaluations, patches
 from registry.services.lookup import base_ref, get_base_version, get_patch
-from registry.sources import resolve_source
 from registry.store import ArtifactStore
 
 PORT_KEY = ["parent_id", "base_version_id"]  # with origin = 'ported': the index uq_patches_port
@@ -124,8 +123,8 @@ def plan_port(
     }
     measure = MeasurePlan(
         patch_path=store.local_path(source.artifact_digest),
-        base_dir=resolve_source(target.source_uri).path,
-        source_base_dir=resolve_source(source.base_version.source_uri).path,
+        base_dir=bases.files_of(target),
+        source_base_dir=bases.files_of(source.base_version),
         eval_sets=tuple(eval_sets),
         arms=dict(PORT_ARMS),
         stored=stored,

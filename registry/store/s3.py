@@ -32,7 +32,7 @@ from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
-from core.errors import ConfigError, CorruptArtifact, NotFound
+from core.errors import ConfigError, CorruptArtifact, NotFound, StoreUnavailable
 from registry.store.local import CHUNK, BlobFile, LocalStore
 from registry.store.scratch import Leftover, Scratch
 
@@ -57,13 +57,75 @@ def parse_url(url: str) -> tuple[str, str]:
 
 
 def make_client() -> Any:
-    """An S3 client configured from the environment, as every AWS tool is."""
+    """An S3 client configured from the environment, as every AWS tool is, whose failures to reach
+    the endpoint (or to be let in) surface as `StoreUnavailable` with one line, not botocore's."""
     import boto3
     from botocore.config import Config
 
-    return boto3.session.Session().client(
+    client = boto3.session.Session().client(
         "s3", config=Config(retries={"mode": "standard", "max_attempts": 5})
     )
+    return GuardedClient(client)
+
+
+def failure(exc: Exception) -> str | None:
+    """One line for an S3 failure that no retry of the same call fixes here (endpoint down, no
+    credentials, no bucket, access denied); None for anything else, e.g. a missing key."""
+    from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
+
+    if isinstance(exc, NoCredentialsError):
+        return "no S3 credentials (set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or a profile)"
+    if isinstance(exc, ClientError):
+        error = exc.response.get("Error", {})
+        code = str(error.get("Code", ""))
+        if code in {"NoSuchBucket", "AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "403"}:
+            return f"{code}: {error.get('Message') or 'refused by the S3 endpoint'}".splitlines()[0]
+        return None
+    if isinstance(exc, BotoCoreError):
+        return str(exc).splitlines()[0]
+    return None
+
+
+class GuardedClient:
+    """A boto3 S3 client whose calls (and paginations) raise `StoreUnavailable` for `failure`s."""
+
+    def __init__(self, client: Any) -> None:
+        self._client = client
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self._client, name)
+        if not callable(attr):
+            return attr
+        if name == "get_paginator":
+            return lambda *a, **kw: _GuardedPaginator(attr(*a, **kw))
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return attr(*args, **kwargs)
+            except Exception as exc:
+                _raise_unavailable(exc)
+                raise
+
+        return call
+
+
+class _GuardedPaginator:
+    def __init__(self, paginator: Any) -> None:
+        self._paginator = paginator
+
+    def paginate(self, **kwargs: Any) -> Iterator[Any]:
+        try:
+            yield from self._paginator.paginate(**kwargs)
+        except Exception as exc:
+            _raise_unavailable(exc)
+            raise
+
+
+def _raise_unavailable(exc: Exception) -> None:
+    why = failure(exc)
+    if why is not None:
+        endpoint = os.environ.get("AWS_ENDPOINT_URL", "the S3 endpoint")
+        raise StoreUnavailable(f"object store at {endpoint} unavailable: {why}") from None
 
 
 def _missing(exc: Exception) -> bool:

@@ -101,15 +101,18 @@ class Cli:
 
 TIME = re.compile(r"\d{4}-\d{2}-\d{2}[ T]\d{2}:\d{2}(:\d{2}(\.\d+)?)?([+-]\d{2}:?\d{2}|Z)?")
 ID = re.compile(r"(?<![0-9a-f])[0-9a-f]{12}(?![0-9a-f])")
+SECRET = re.compile(r"prt_[A-Za-z0-9_-]+")
 
 
 def normalize(transcript: list[object], tmp: Path) -> list[str]:
-    """Times as a fixed-width mark, this mode's temp dir as <TMP>, and every 12-hex id (patch, job;
-    short digests too) named by its order of first use, keeping its width so tables still align."""
+    """Times as a fixed-width mark, this mode's temp dir as <TMP>, token secrets as one mark, and
+    every 12-hex id (patch, job; short digests too) named by its order of first use, keeping its
+    width so tables still align."""
     names: dict[str, str] = {}
 
     def one(entry: object) -> str:
         text = TIME.sub("YYYY-MM-DD HH:MM", repr(entry).replace(str(tmp), "<TMP>"))
+        text = SECRET.sub("prt_<SECRET>", text)
         return ID.sub(lambda m: names.setdefault(m.group(), f"id{len(names):010d}"), text)
 
     return [one(entry) for entry in transcript]
@@ -170,6 +173,14 @@ def scenario(run: Cli, models: dict[str, Path], adapter: Path, data: Path, out: 
     once("alias", "set", "med", "--base", "tiny:v1", "production", patch_id)
     step("alias", "list")
     step("alias", "set", "med", "--base", "tiny:v1", "staging", "ffffffffffff")
+    once("train", "med", "--base", "tiny:v1", "--method", "lora", "--steps", "2", "--set", "r=4")
+    step("train", "med", "--base", "tiny:v1", "--method", "lora", "--set", "rank=4")  # a typo
+    step("train", "med", "--base", "tiny:v1", "--method", "s2ft", "--regularize", "alewr")  # no general data
+    once("token", "create", "ci", "--scopes", "read,write")
+    step("token", "create", "ci")  # taken
+    step("token", "create", "bad", "--scopes", "read,root")
+    once("token", "revoke", "ci")
+    step("token", "list")
     job_id = json.loads(run("jobs", "list", "--json")[1])[0]["id"]
     for args in (("jobs", "list"), ("jobs", "show", job_id), ("jobs", "show", "nope"), ("audit",)):
         step(*args)
@@ -232,7 +243,9 @@ def test_errors_refusals_and_login(served: Served, tmp_path: Path) -> None:
         said = f"error: `patchreg {args[0]}` runs only where the registry is, not against a server"
         assert err.startswith(f"{said} ({served.url}); run it with --home/--db") and err.count("\n") == 1
     code, _, err = reader("token", "list")
-    assert code == 2 and err.startswith("error: `patchreg token list` cannot run yet against a server")
+    assert code == 1 and "scopes read" in err and err.count("\n") == 1  # an admin's verb
+    code, _, err = reader("port", "ffffffffffff", "--base", "tiny:v1")
+    assert code == 2 and err.startswith("error: `patchreg port` cannot run yet against a server")
     gone = Cli(tmp_path, ["--server", f"http://127.0.0.1:{free_port()}"])
     code, _, err = gone("domain", "list")
     assert code == 3 and err.startswith("error: ") and err.count("\n") == 1

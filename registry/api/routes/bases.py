@@ -1,4 +1,4 @@
-"""Base model versions: list, show, register from a server-side directory or an hf:// source."""
+"""Base model versions: list, show, register from a server-side directory, hf:// or s3://."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from core.errors import Forbidden
 from registry.api.auth import Reader, Writer
 from registry.schemas import BaseVersionDetail, BaseVersionRead
 from registry.services import bases
-from registry.sources import HF_PREFIX
+from registry.sources import HF_PREFIX, S3_PREFIX
 
 router = APIRouter(tags=["bases"])
 
@@ -18,7 +18,9 @@ class BaseRegistration(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     ref: str = Field(description="FAMILY:VERSION, e.g. llama3:3.1")
-    source: str = Field(description="A model directory on the server, or hf://ORG/NAME[@REVISION]")
+    source: str = Field(
+        description="A model directory on the server, hf://ORG/NAME[@REVISION] or s3://BUCKET/PATH"
+    )
     parent: str | None = Field(default=None, description="The version this one evolved from")
 
 
@@ -40,11 +42,11 @@ def register_base(body: BaseRegistration, ctx: Writer) -> BaseVersionRead:
     with a parent also gets its `port_all` job in the same transaction.
 
     A source on the server's disk needs an admin token: the answer would otherwise tell any write
-    token which server paths exist. `hf://` sources need write."""
-    if not body.source.startswith(HF_PREFIX) and not ctx.caller.grants("admin"):
+    token which server paths exist. `hf://` and `s3://` sources need write."""
+    if not body.source.startswith((HF_PREFIX, S3_PREFIX)) and not ctx.caller.grants("admin"):
         raise Forbidden(
             "registering a base from a path on the server needs a token with the 'admin' scope "
-            "(a 'write' token may register hf://ORG/NAME sources)"
+            "(a 'write' token may register hf://ORG/NAME and s3://BUCKET/PATH sources)"
         )
     with ctx.transaction() as s:
         return bases.register_base(s, body.ref, body.source, parent=body.parent)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import shutil
 from contextlib import suppress
 from dataclasses import replace
+from functools import partial
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Response
@@ -72,11 +73,12 @@ def fetch_patch(
     patch_file = ctx.store.local_path(plan.digest)  # verified against its sha256
     # Only what this machine already has: a request never downloads a base model.
     base_dir = None
+    cached = partial(resolve_source, plan.source_uri, local_only=True, weights_digest=plan.weights_digest)
     if fmt == "merged":
-        base_dir = resolve_source(plan.source_uri, local_only=True).path
+        base_dir = cached().path
     elif export.target != "peft":  # only scale/dense deltas read the base; LoRA forms never do
         with suppress(SourceUnavailable):
-            base_dir = resolve_source(plan.source_uri, local_only=True).path
+            base_dir = cached().path
     scratch = ctx.store.scratch.mkdtemp("fetch-")
     try:
         out = scratch / "out"

@@ -42,11 +42,27 @@ def list_jobs(
 
 @router.post("/jobs/train", status_code=201)
 def enqueue_train(body: TrainRequest, response: Response, ctx: Writer) -> JobRead:
-    """Check everything the job needs (domain, base, a readable train dataset, the method) and queue it."""
+    """Check everything the job needs (domain, base, a readable train dataset, the method and its
+    settings, as `patchreg train` does) and queue it."""
+    _check_settings(body.method, body.overrides, body.regularize)
     with ctx.transaction() as s:
         job, created = training.enqueue_train(s, **body.model_dump())
     response.status_code = 201 if created else 200
     return job
+
+
+def _check_settings(method: str, overrides: list[str], regularize: str | None) -> None:
+    """A typo in a method setting fails the request, not the job an hour later; a server without
+    torch leaves that check to the worker, which makes it before it trains."""
+    if method not in TRAIN_METHODS:
+        return  # the service says which methods exist
+    try:
+        from trainer.settings import parse_settings
+    except ImportError:
+        return
+    if regularize:
+        training.check_regularizable(method, regularize)
+    parse_settings(method, overrides, regularize)
 
 
 @router.get("/jobs/{job_id}")

@@ -18,7 +18,7 @@ from registry.services import gc as gc_service
 from registry.store import open_store
 from registry.store.s3 import S3Store, parse_url
 from tests.conftest import Registry
-from tests.registry.store.conftest import raw_client
+from tests.s3_server import raw_client
 
 HOUR = 3600.0
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from tests.conftest import Registry
 from tests.registry.api.conftest import make_tokens, patch_file, serve
-from tests.registry.store.conftest import raw_client
+from tests.s3_server import raw_client
 
 __all__ = ["patch_file"]  # a fixture, imported for pytest
 
