@@ -1,9 +1,11 @@
 """The deployment files: docker-compose.yml, its CPU override, the Dockerfile and .dockerignore.
 
 Images cannot be built or pulled here, so these tests check the structure the docs promise:
-PostgreSQL with a healthcheck and a volume, a one-shot migration that the API and the workers wait
-for, a GPU reservation the CPU override removes, and one artifact volume shared at one path. When
-a Docker Compose v2 CLI is on the machine, the merged configuration it prints is checked too.
+PostgreSQL with a healthcheck and a volume, an S3-compatible store (MinIO) with its bucket made
+once, a one-shot migration that the API and the workers wait for, a GPU reservation the CPU
+override removes, and no directory shared between patchreg containers: only the database and the
+store URLs. When a Docker Compose v2 CLI is on the machine, the merged configuration it prints is
+checked too. (The same topology runs for real in tests/cli/test_any_machine.py.)
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ COMPOSE = ROOT / "docker-compose.yml"
 CPU_OVERRIDE = ROOT / "docker-compose.cpu.yml"
 PATCHREG_SERVICES = ("migrate", "api", "worker")
 DATABASE_URL = "postgresql+psycopg://patchreg:patchreg@postgres:5432/patchreg"
+STORE_URL = "s3://patchreg/artifacts"
 
 
 class Reset:
@@ -49,14 +52,17 @@ def _load(path: Path) -> dict[str, Any]:
 
 def _defaults(value: str) -> str:
     """Interpolate `${VAR:-default}` with its default, as compose does when VAR is unset."""
-    return re.sub(r"\$\{[A-Z_]+:-([^}]*)\}", r"\1", value)
+    return re.sub(r"\$\{[A-Z0-9_]+:-([^}]*)\}", r"\1", value)
 
 
 def _volumes(service: dict[str, Any]) -> dict[str, tuple[str, bool]]:
-    """target -> (source, read_only) from the short `source:target[:ro]` syntax."""
+    """target -> (source, read_only) from the short `[source:]target[:ro]` syntax; an anonymous
+    volume's source is ""."""
     mounts = {}
     for entry in service.get("volumes", []):
         parts = _defaults(entry).split(":")
+        if len(parts) == 1:
+            parts = ["", *parts]
         mounts[parts[1]] = (parts[0], parts[2:] == ["ro"])
     return mounts
 
@@ -72,7 +78,7 @@ def services(compose: dict[str, Any]) -> dict[str, Any]:
 
 
 def test_services_present(services: dict[str, Any]) -> None:
-    assert set(services) == {"postgres", "migrate", "api", "worker"}
+    assert set(services) == {"postgres", "minio", "bucket", "migrate", "api", "worker"}
 
 
 def test_postgres_has_a_healthcheck_and_a_named_volume(compose: dict[str, Any], services) -> None:
@@ -91,8 +97,21 @@ def test_migrate_runs_once_after_postgres_is_healthy(services: dict[str, Any]) -
 
 
 @pytest.mark.parametrize("name", ["api", "worker"])
-def test_api_and_worker_wait_for_the_migration(services: dict[str, Any], name: str) -> None:
+def test_api_and_worker_wait_for_the_migration_and_the_bucket(services: dict[str, Any], name: str) -> None:
     assert services[name]["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
+    assert services[name]["depends_on"]["bucket"]["condition"] == "service_completed_successfully"
+
+
+def test_the_object_store_keeps_its_data_and_makes_the_bucket_once(compose: dict[str, Any], services) -> None:
+    minio, bucket = services["minio"], services["bucket"]
+    assert _defaults(minio["image"]).startswith("minio/minio")
+    assert "healthcheck" in minio and "9000:9000" in minio["ports"]
+    source, _ = _volumes(minio)["/data"]
+    assert source in compose["volumes"]
+    assert bucket["depends_on"]["minio"]["condition"] == "service_healthy"
+    assert "mc mb --ignore-existing store/patchreg" in " ".join(bucket["command"])
+    assert bucket["restart"] == "no"
+    assert STORE_URL.removeprefix("s3://").split("/")[0] == "patchreg"
 
 
 def test_api_serves_on_8000_with_a_healthcheck(services: dict[str, Any]) -> None:
@@ -121,7 +140,11 @@ def test_every_patchreg_service_shares_one_image_and_the_settings(services: dict
     for name in PATCHREG_SERVICES:
         env = services[name]["environment"]
         assert _defaults(env["PATCHREG_DATABASE_URL"]) == DATABASE_URL
-        assert env["PATCHREG_STORE"] == "/data/artifacts"
+        assert env["PATCHREG_STORE"] == STORE_URL
+        assert _defaults(env["AWS_ENDPOINT_URL"]) == "http://minio:9000"
+        assert _defaults(env["AWS_ACCESS_KEY_ID"]) == _defaults(
+            services["minio"]["environment"]["MINIO_ROOT_USER"]
+        )
         assert env["PATCHREG_HOME"] == "/data/home"
         assert services[name]["build"]["context"] == "."
 
@@ -135,15 +158,14 @@ def test_every_patchreg_variable_is_a_setting(services: dict[str, Any]) -> None:
                 assert key.removeprefix("PATCHREG_").lower() in Settings.model_fields, key
 
 
-def test_one_artifact_volume_at_the_same_path_in_api_and_worker(compose: dict[str, Any], services) -> None:
-    api, worker = services["api"], services["worker"]
-    store = api["environment"]["PATCHREG_STORE"]
-    assert worker["environment"]["PATCHREG_STORE"] == store
-    api_source, api_ro = _volumes(api)[store]
-    worker_source, worker_ro = _volumes(worker)[store]
-    assert api_source == worker_source
-    assert api_source in compose["volumes"]  # a named volume, not a per-container directory
-    assert not api_ro and not worker_ro
+def test_api_and_workers_share_no_directory(compose: dict[str, Any], services) -> None:
+    """Only URLs: the API keeps its home in a named volume; each worker replica gets an anonymous
+    one (its own caches), so a worker on another machine needs nothing the API has."""
+    api, worker = _volumes(services["api"]), _volumes(services["worker"])
+    assert api["/data/home"][0] in compose["volumes"]
+    assert worker["/data/home"] == ("", False)  # anonymous: one per replica
+    named = set(compose["volumes"])
+    assert not {src for src, _ in api.values()} & {src for src, _ in worker.values()} & named
 
 
 @pytest.mark.parametrize("name", ["api", "worker"])
@@ -163,11 +185,11 @@ def test_cpu_override_drops_the_gpu_reservation() -> None:
 def test_dockerfile_installs_torch_first_within_the_project_range() -> None:
     text = (ROOT / "Dockerfile").read_text()
     assert re.search(r"^FROM python:3\.11-slim$", text, re.M)
-    deps = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+    deps = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]["ml"]
     (torch_spec,) = [d for d in deps if re.match(r"torch\b", d)]
     assert f'ARG TORCH_REQUIREMENT="{torch_spec}"' in text
     assert re.search(r"^ARG TORCH_INDEX_URL=https://download\.pytorch\.org/whl/cu\d+$", text, re.M)
-    assert text.index('--index-url "${TORCH_INDEX_URL}"') < text.index('RUN pip install ".[s3]"')
+    assert text.index('--index-url "${TORCH_INDEX_URL}"') < text.index('RUN pip install ".[ml,s3]"')
     user = re.findall(r"^USER (\S+)$", text, re.M)
     assert user and not user[-1].startswith(("root", "0"))
     assert re.search(r'^ENTRYPOINT \["patchreg"\]$', text, re.M)
