@@ -9,13 +9,16 @@ database URL, the store URL and the API URL:
 The laptop runs `patchreg demo --quick`'s story through the server: register v1 from s3://, data,
 the demo's four trainings, a PEFT adapter of its own; the worker trains; the laptop releases v2 from
 s3://; the worker ports, evaluates, gates and retrains; the laptop reads the matrix, fetches the
-patch for v2 as a PEFT adapter and reads its lineage.
+patch for v2 as a PEFT adapter and reads its lineage. Then it runs the README's "From any machine"
+commands as written, with only the names swapped for the test's.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
+import shlex
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -178,3 +181,34 @@ def story(
     assert lineage["root"]["patch"]["id"] == imported["id"]
     assert [c["patch"]["id"] for c in lineage["root"]["children"]] == [manifest["patch_id"]]
     assert "tiny:v2" in patchreg("lineage", manifest["patch_id"]).stdout
+
+    readme_lines(bucket, adapter, laptop_home, patchreg, worker)
+
+
+def readme_lines(bucket: str, adapter: Path, laptop_home: Path, patchreg, worker) -> None:
+    """The README's "From any machine" block, each `patchreg` line as written but for the names;
+    the worker runs where the README says workers port."""
+    text = (ROOT / "README.md").read_text().split("### From any machine", 1)[1]
+    block = re.search(r"```sh\n(.*?)```", text, re.S)
+    assert block is not None
+    ran = []
+    for line in block.group(1).splitlines():
+        command = line.split("  #", 1)[0].strip()
+        if not command.startswith("patchreg "):
+            continue
+        command = (
+            command.replace("s3://models/llama3/3.1", f"s3://{bucket}/models/tiny/v1")
+            .replace("s3://models/llama3/3.2", f"s3://{bucket}/models/tiny/v2")
+            .replace("llama3:", "readme:")
+            .replace("./my-lora", str(adapter))
+            .replace("-o adapter", "-o readme-adapter")
+        )
+        if "$(jq -r .patch_id adapter/patchreg.json)" in command:
+            patch_id = json.loads((laptop_home / "readme-adapter" / "patchreg.json").read_text())["patch_id"]
+            command = command.replace('"$(jq -r .patch_id adapter/patchreg.json)"', patch_id)
+        done = patchreg(*shlex.split(command)[1:])
+        ran.append(done.stdout)
+        if "--parent" in command:
+            worker()
+    assert len(ran) == 7
+    assert "readme:3.1" in ran[-1] and "readme:3.2" in ran[-1]  # the lineage: imported, then ported
