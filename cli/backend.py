@@ -26,6 +26,7 @@ from registry.schemas import (
     Lineage,
     PatchRead,
     Resolution,
+    ServingRead,
     TokenRead,
     VerdictRead,
 )
@@ -72,6 +73,8 @@ class Backend(Protocol):
         approximate: int | None,
     ) -> Fetched: ...
     def compat(self, patch_id: str, base: str) -> VerdictRead: ...
+    def serving(self, patch_id: str, base: str, approximate: int | None) -> list[ServingRead]: ...
+    def queue_port(self, patch_id: str, base: str) -> JobRead: ...
     def matrix(self, family: str, domain: str | None) -> CompatMatrix: ...
     def list_aliases(self, domain: str | None) -> list[AliasRead]: ...
     def set_alias(self, domain: str, base: str, name: str, patch_id: str) -> AliasRead: ...
@@ -224,6 +227,18 @@ class LocalBackend:
 
         with self.app.transaction() as s:
             return compat.check_compat(s, self.app.store, patch_id, base)
+
+    def serving(self, patch_id: str, base: str, approximate: int | None) -> list[ServingRead]:
+        from registry.services.serving import serving_report
+
+        with self.app.transaction() as s:
+            return serving_report(s, self.app.store, patch_id, base, approximate)
+
+    def queue_port(self, patch_id: str, base: str) -> JobRead:
+        from registry.services import port_sources
+
+        with self.app.transaction() as s:
+            return port_sources.enqueue_port(s, patch_id, base)[0]
 
     def matrix(self, family: str, domain: str | None) -> CompatMatrix:
         from registry.services import matrix

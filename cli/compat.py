@@ -13,7 +13,6 @@ import click
 from cli.context import AppContext, json_flag, pass_app
 from cli.output import emit, print_fields, print_table
 from registry.schemas import CompatMatrix, ServingRead
-from registry.services import compat as compat_service
 
 _CHECK = "\0check"  # routing token: never typed, since a shell argument cannot hold a NUL byte
 
@@ -67,15 +66,8 @@ def check(app: AppContext, patch_id: str, base_ref: str, serving: bool) -> None:
     """Check PATCH against a base version: verdict, reasons, and the LoRA rank a server needs;
     with --serving, one line per export target (PEFT, vLLM, SGLang, LoRAX, TGI, llama.cpp).
     The verdict is recorded for `compat matrix` (audited when it is new or has changed)."""
-    lines = None
-    if serving:  # the serving report reads the patch file: local only so far (refused remotely)
-        from registry.services.serving import serving_report
-
-        with app.transaction() as session:
-            row = compat_service.check_compat(session, app.store, patch_id, base_ref)
-            lines = serving_report(session, app.store, patch_id, base_ref)
-    else:
-        row = app.backend.compat(patch_id, base_ref)
+    row = app.backend.compat(patch_id, base_ref)
+    lines = app.backend.serving(patch_id, base_ref, None) if serving else None
 
     def human() -> None:
         colour = "green" if row.verdict == "compatible" else "red"

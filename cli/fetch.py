@@ -130,19 +130,15 @@ def _dry_run(
     app: AppContext, domain: str, base_ref: str, method: str | None, approximate: int | None
 ) -> None:
     from cli.compat import print_serving
-    from registry.services import patches
-    from registry.services.fetch import plan_fetch
-    from registry.services.serving import serving_report
 
-    with app.transaction() as session:
-        plan = plan_fetch(session, domain, base_ref, method)
-        p = patches.show_patch(session, plan.patch_id)
-        lines = serving_report(session, app.store, plan.patch_id, plan.base, approximate)
+    chosen = app.backend.resolve(domain, base_ref, method)  # the patch `fetch` would write
+    p, why = chosen.patch, chosen.why
+    lines = app.backend.serving(p.id, p.base, approximate)
 
     def human() -> None:
         click.echo(
-            f"would fetch {p.id} ({p.method}, {p.origin}, {p.status}) for {p.domain} on {p.base}: {plan.why}"
+            f"would fetch {p.id} ({p.method}, {p.origin}, {p.status}) for {p.domain} on {p.base}: {why}"
         )
         print_serving(lines)
 
-    emit(app.json_output, to_jsonable({"patch": p, "why": plan.why, "serving": lines}), human)
+    emit(app.json_output, to_jsonable({"patch": p, "why": why, "serving": lines}), human)

@@ -7,6 +7,8 @@ from typing import Any
 import click
 
 from cli.context import AppContext, json_flag, pass_app
+from cli.errors import NotRemote
+from cli.follow import FINISHED, follow_job
 from cli.output import emit, print_fields, print_table
 from core.errors import InvalidState
 
@@ -28,15 +30,33 @@ def _fmt(metrics: dict[str, Any] | None) -> str:
 @click.option(
     "--keep", "keep_fraction", default=0.8, show_default=True, help="Share of the source gain to keep."
 )
+@click.option("--wait", is_flag=True, help="Against a server: follow the worker's port job until it ends.")
 @json_flag
 @pass_app
 def port(
-    app: AppContext, patch_id: str, base_ref: str, no_eval: bool, margin: float, keep_fraction: float
+    app: AppContext,
+    patch_id: str,
+    base_ref: str,
+    no_eval: bool,
+    margin: float,
+    keep_fraction: float,
+    wait: bool,
 ) -> None:
     """Port PATCH onto --base (PortLLM: the same delta, no training), then evaluate and gate it.
 
-    The verdict is recorded either way; an incompatible port creates nothing and exits 1.
+    The verdict is recorded either way; an incompatible port creates nothing and exits 1. Against a
+    server the port is a worker's job (the one a release queues, with the default gate): it is
+    queued, or the job already queued is shown; --wait follows it to its end.
     """
+    if app.remote is not None:
+        if no_eval or margin != 0.0 or keep_fraction != 0.8:
+            raise NotRemote(
+                "unsupported",
+                "`patchreg port --no-eval/--margin/--keep` runs only where the registry is; against a "
+                "server a port is a worker's job with the default gate",
+            )
+        _port_job(app, patch_id, base_ref, wait)
+        return
     from trainer.gate import GateConfig
     from worker.porting import port_and_check
 
@@ -89,3 +109,35 @@ def port(
         "why": report.why,
     }
     emit(app.json_output, data, human)
+
+
+def _port_job(app: AppContext, patch_id: str, base_ref: str, wait: bool) -> None:
+    """Queue (or find) the port job of PATCH onto --base on the server; with `wait`, its outcome."""
+    job = app.backend.queue_port(patch_id, base_ref)
+    if wait and job.status not in FINISHED:
+        job = follow_job(app, job.id, show=not app.json_output)
+    result = job.result or {}
+    if job.status != "succeeded":
+        emit(
+            app.json_output,
+            job,
+            lambda: click.echo(f"port job {job.id} is {job.status}: {patch_id} onto {base_ref}"),
+        )
+        if job.status in ("failed", "cancelled"):
+            why = job.error.splitlines()[0] if job.error else "cancelled"
+            raise InvalidState(f"job {job.id} ended {job.status}: {why}")
+        return
+    emit(
+        app.json_output,
+        job,
+        lambda: print_fields(
+            [
+                ("job", f"{job.id} {job.status}"),
+                ("ported patch", result.get("patch_id")),
+                ("verdict", result.get("verdict")),
+                ("status", result.get("status")),
+                ("why", result.get("why")),
+                ("retrain job", result.get("retrain_job")),
+            ]
+        ),
+    )

@@ -32,6 +32,7 @@ from registry.schemas import (
     Lineage,
     PatchRead,
     Resolution,
+    ServingRead,
     TokenRead,
     VerdictRead,
 )
@@ -163,6 +164,12 @@ class RemoteBackend:
 
     def compat(self, patch_id: str, base: str) -> VerdictRead:
         return self.client.record_compat(patch_id, base)  # `patchreg compat` records its verdict
+
+    def serving(self, patch_id: str, base: str, approximate: int | None) -> list[ServingRead]:
+        return self.client.serving(patch_id, base, approximate)
+
+    def queue_port(self, patch_id: str, base: str) -> JobRead:
+        return _without_debug(self.client.port(patch_id, base))
 
     def matrix(self, family: str, domain: str | None) -> CompatMatrix:
         return self.client.matrix(family, domain)

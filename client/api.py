@@ -37,6 +37,7 @@ from registry.schemas import (
     JobRead,
     Lineage,
     PatchRead,
+    ServingRead,
     TokenRead,
     VerdictRead,
 )
@@ -217,6 +218,11 @@ class Client:
     def matrix(self, family: str, domain: str | None = None) -> CompatMatrix:
         params = _query(domain=domain)
         return self._one(CompatMatrix, "GET", f"/v1/families/{_seg(family)}/matrix", params=params)
+
+    def serving(self, patch_id: str, base: str, approximate: int | None = None) -> list[ServingRead]:
+        """How PEFT and each serving engine load the patch on `base` (`compat --serving`)."""
+        path = f"/v1/patches/{_seg(patch_id)}/serving"
+        return self._many(ServingRead, path, base=base, approximate=approximate)
 
     def port(self, patch_id: str, base: str) -> JobRead:
         """Queue a `port` job (the one already queued, if any) for a worker."""

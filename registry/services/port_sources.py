@@ -103,6 +103,21 @@ def enqueue_ports(session: Session, base: str) -> list[tuple[PortSource, JobRead
     return out
 
 
+def enqueue_port(session: Session, patch_id: str, base: str) -> tuple[JobRead, bool]:
+    """Queue a `port` job of one patch onto `base` for a worker: (job, created). The dedupe key is
+    the one `port_all` uses, so a port a release already queued (or ran) is that same job."""
+    from core.errors import InvalidInput
+    from registry.services.lookup import get_patch
+
+    patch = get_patch(session, patch_id)
+    target = base_ref(get_base_version(session, base))
+    if base_ref(patch.base_version) == target:
+        raise InvalidInput(f"patch {patch.id} already belongs to {target}")
+    return jobs.enqueue(
+        session, "port", {"patch_id": patch.id, "base": target}, dedupe_key=port_key(patch.id, target)
+    )
+
+
 def port_key(patch_id: str, base: str) -> str:
     return f"port:{patch_id}:{base}"
 

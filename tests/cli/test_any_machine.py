@@ -182,6 +182,10 @@ def story(
     assert [c["patch"]["id"] for c in lineage["root"]["children"]] == [manifest["patch_id"]]
     assert "tiny:v2" in patchreg("lineage", manifest["patch_id"]).stdout
 
+    again = json.loads(patchreg("port", imported["id"], "--base", "tiny:v2", "--wait", "--json").stdout)
+    assert again["kind"] == "port" and again["status"] == "succeeded"  # the job the release queued
+    assert again["result"]["patch_id"] == manifest["patch_id"]
+
     readme_lines(bucket, adapter, laptop_home, patchreg, worker)
 
 

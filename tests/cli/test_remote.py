@@ -157,6 +157,10 @@ def scenario(run: Cli, models: dict[str, Path], adapter: Path, data: Path, out: 
         ("resolve", "med", "--base", "tiny:v3"),
         ("compat", patch_id, "--base", "tiny:v2"),
         ("compat", patch_id, "--base", "tiny:v3"),
+        ("compat", patch_id, "--base", "tiny:v2", "--serving"),
+        ("fetch", "med", "--base", "tiny:v1", "--dry-run"),
+        ("fetch", "med", "--base", "tiny:v1", "--dry-run", "--target", "vllm", "--approximate", "4"),
+        ("fetch", "med", "--base", "tiny:v3", "--dry-run"),
         ("compat", "matrix", "tiny"),
         ("lineage", patch_id),
     ):
@@ -244,8 +248,8 @@ def test_errors_refusals_and_login(served: Served, tmp_path: Path) -> None:
         assert err.startswith(f"{said} ({served.url}); run it with --home/--db") and err.count("\n") == 1
     code, _, err = reader("token", "list")
     assert code == 1 and "scopes read" in err and err.count("\n") == 1  # an admin's verb
-    code, _, err = reader("port", "ffffffffffff", "--base", "tiny:v1")
-    assert code == 2 and err.startswith("error: `patchreg port` cannot run yet against a server")
+    code, _, err = reader("port", "ffffffffffff", "--base", "tiny:v1", "--no-eval")
+    assert code == 2 and err.startswith("error: `patchreg port --no-eval/--margin/--keep` runs only where")
     gone = Cli(tmp_path, ["--server", f"http://127.0.0.1:{free_port()}"])
     code, _, err = gone("domain", "list")
     assert code == 3 and err.startswith("error: ") and err.count("\n") == 1

@@ -1,15 +1,17 @@
-"""Compatibility: a patch against a base version, a family's matrix, and queuing a port."""
+"""Compatibility: a patch against a base version, how engines serve it, a family's matrix, and
+queuing a port."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Response
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from core.errors import InvalidInput
+from core.serving import MAX_RANK
 from registry.api.auth import Reader, Writer
-from registry.schemas import CompatMatrix, JobRead, VerdictRead
-from registry.services import bases, compat, jobs, matrix, patches
-from registry.services.port_sources import port_key
+from registry.schemas import CompatMatrix, JobRead, ServingRead, VerdictRead
+from registry.services import compat, matrix, port_sources, serving
 
 router = APIRouter(tags=["compatibility"])
 
@@ -46,12 +48,20 @@ def family_matrix(family: str, ctx: Reader, domain: str | None = None) -> Compat
 def enqueue_port(patch_id: str, body: PortRequest, response: Response, ctx: Writer) -> JobRead:
     """Queue a `port` job for a worker: 201 when queued now, 200 with the job already queued."""
     with ctx.transaction() as s:
-        patch = patches.show_patch(s, patch_id)
-        target = bases.show_base(s, body.base).ref
-        if patch.base == target:
-            raise InvalidInput(f"patch {patch.id} already belongs to {target}")
-        job, created = jobs.enqueue(
-            s, "port", {"patch_id": patch.id, "base": target}, dedupe_key=port_key(patch.id, target)
-        )
+        job, created = port_sources.enqueue_port(s, patch_id, body.base)
     response.status_code = 201 if created else 200
     return job
+
+
+@router.get("/patches/{patch_id}/serving")
+def serving_report(
+    patch_id: str,
+    base: str,
+    ctx: Reader,
+    approximate: Annotated[int | None, Query(ge=1, le=MAX_RANK)] = None,
+) -> list[ServingRead]:
+    """How PEFT and each serving engine load the patch on `base` (one answer per export target),
+    from the patch's header and the base's tensor table: what `compat --serving` and
+    `fetch --dry-run` print. A read: nothing is recorded."""
+    with ctx.transaction() as s:
+        return serving.serving_report(s, ctx.store, patch_id, base, approximate)
