@@ -107,7 +107,19 @@ def test_registry_core_never_imports_the_web_framework() -> None:
     broken = {
         module: hits
         for module, path in _modules("registry")
-        if not module.startswith("registry.api") and (hits := _hits(_imports(path), (*WEB, *ML, "trainer")))
+        if not module.startswith(("registry.api", "registry.web"))
+        and (hits := _hits(_imports(path), (*WEB, *ML, "trainer")))
+    }
+    assert broken == {}
+
+
+def test_the_web_pages_read_through_the_services_only() -> None:
+    """registry/web renders what the services return: no ML, no trainer, no ORM models."""
+    broken = {
+        module: hits
+        for module, path in _modules("registry")
+        if module.startswith("registry.web")
+        and (hits := _hits(_imports(path), (*ML, "trainer", "worker", "cli", "registry.models")))
     }
     assert broken == {}
 

@@ -69,6 +69,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     for router in ROUTERS:
         v1.include_router(router)
     app.include_router(v1)
+    from registry.web import install as install_web
+
+    install_web(app)
     errors.install_openapi(app)
     try:
         state.guard.check()
