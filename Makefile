@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 PATCHREG_HOME ?= $(CURDIR)/.patchreg-demo
 export PATCHREG_HOME
 
-.PHONY: demo test lint install engines clean bench
+.PHONY: demo test lint install engines browser clean bench
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -50,8 +50,16 @@ engines: $(ENGINE_STAMP)
 demo: $(STAMP)
 	$(BIN)/patchreg demo $(DEMO_ARGS)
 
-# The whole suite on SQLite and PostgreSQL and the real serving engines, after the lint gate.
-test: lint engines
+# The browser the web interface's end-to-end tests drive: Debian's chromium (Playwright is told
+# its path; it never downloads a browser of its own). Needs root, as on CI; without it the browser
+# tests fail under CI=true and say why elsewhere.
+browser:
+	@command -v chromium >/dev/null 2>&1 || DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium \
+		|| (apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium) \
+		|| echo "WARNING: could not install chromium; tests/registry/web/test_browser.py will fail under CI=true"
+
+# The whole suite on SQLite and PostgreSQL, the real serving engines and a real browser, after the lint gate.
+test: lint engines browser
 	$(BIN)/python -m pytest -q
 
 # ruff, mypy (strict on core/, registry/, cli/, worker/; defaults on trainer/), the import contracts.

@@ -16,7 +16,8 @@ APP_FACTORY = "registry.api.app:create_app"
 @click.option("--port", default=8000, show_default=True, type=click.IntRange(1, 65535), help="TCP port.")
 @pass_app
 def serve(app: AppContext, host: str, port: int) -> None:
-    """Serve the HTTP API (/v1, docs at /docs, health at /healthz) until interrupted.
+    """Serve the web interface (/) and the HTTP API (/v1, docs at /docs, health at /healthz)
+    until interrupted.
 
     Refuses to start on an out-of-date schema. Tokens come from `patchreg token create`; set
     PATCHREG_API_OPEN_READS=1 to let reads through without one.

@@ -23,6 +23,8 @@ from cli.demo.setup import command, note, step
 from cli.demo.watch import Reporter, failed_jobs, run_worker
 from core.errors import InvalidState
 
+UI_URL = "http://127.0.0.1:8000/families/tiny/matrix"  # `patchreg serve`'s default address
+
 
 @click.command()
 @click.option("--quick", is_flag=True, help="A smaller family, less data, fewer steps: about 20 s.")
@@ -118,6 +120,12 @@ def _run(app: AppContext, plan: Plan) -> None:
         ),
     ]
     for line, why in hints:
+        click.echo(f"  {line}\n      {why}")
+    click.echo("See the release story in a browser:")
+    for line, why in (
+        (command(app, "token", "create", "me", "--scopes", "read,write"), "a token to log in with"),
+        (command(app, "serve"), f"then open {UI_URL} and paste the token"),
+    ):
         click.echo(f"  {line}\n      {why}")
 
 

@@ -41,6 +41,9 @@ def test_quick_demo_trains_ports_evaluates_and_retrains(patchreg: Patchreg, db_u
         assert header in out
     assert "PATCH         DOMAIN  METHOD      v1                  v2" in out
     assert "done in " in out and "fetch docs --base tiny:v2 --format peft -o adapter" in out
+    ui = out.split("See the release story in a browser:", 1)[1]
+    assert "token create me --scopes read,write" in ui and " serve\n" in ui
+    assert "then open http://127.0.0.1:8000/families/tiny/matrix and paste the token" in ui
 
     engine = make_engine(db_url)
     try:
