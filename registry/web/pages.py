@@ -95,6 +95,13 @@ def family_matrix(
     with viewer.context.transaction() as s:
         table = matrix.compat_matrix(s, family, domain or None)
         all_rows = matrix.compat_matrix(s, family).rows
+        # the gate's sentence for each patch in a cell (why it is validated or degraded)
+        gates = {
+            p.id: str(p.metrics["gate"])
+            for version in table.versions
+            for p in patches.list_patches(s, domain or None, version)
+            if p.metrics.get("gate")
+        }
     rows = [r for r in table.rows if not method or r.method == method]
     return page(
         request,
@@ -102,6 +109,7 @@ def family_matrix(
         "matrix.html",
         matrix=table,
         rows=rows,
+        gates=gates,
         domains=sorted({r.domain for r in all_rows}),
         methods=sorted({r.method for r in all_rows}),
         domain=domain or "",

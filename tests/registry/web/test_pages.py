@@ -78,6 +78,7 @@ def test_the_matrix_colours_each_cell_and_filters(web: TestClient, demo_registry
         assert f"<td>{method}</td>" in page
     assert 'class="cell state-source"' in page
     assert re.search(r'class="cell status-(validated|degraded)"', page)
+    assert "<summary>why</summary><ul><li>beats the base alone by" in page  # the gate's reason
     only_lora = web.get("/families/tiny/matrix", params={"method": "lora"}).text
     assert "<td>lora</td>" in only_lora and "<td>propulsion</td>" not in only_lora
 
