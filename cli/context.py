@@ -26,7 +26,7 @@ from registry.store import ArtifactStore, open_store
 
 if TYPE_CHECKING:
     from cli.backend import Backend
-    from cli.remote import Remote
+    from cli.credentials import Remote
 
 
 @dataclass
@@ -34,7 +34,7 @@ class AppContext:
     settings: Settings
     json_output: bool = False
     global_args: list[str] = field(default_factory=list)  # --home/--db as typed, for fix commands
-    remote: Remote | None = None  # the server this invocation talks to (`cli.remote.choose`)
+    remote: Remote | None = None  # the server this invocation talks to (`cli.credentials.choose`)
 
     @cached_property
     def backend(self) -> Backend:

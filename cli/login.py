@@ -1,7 +1,7 @@
 """`patchreg login` / `logout`: remember a server and its token for later commands.
 
 The token is checked against the server (`GET /v1/whoami`) before it is stored, so a typo fails
-here and not on the next command; the file (`cli.remote.credentials_file`) is readable by this
+here and not on the next command; the file (`cli.credentials.credentials_file`) is readable by this
 user only.
 """
 
@@ -10,8 +10,8 @@ from __future__ import annotations
 import click
 
 from cli.context import AppContext, json_flag, pass_app
+from cli.credentials import Remote, credentials_file, store
 from cli.output import emit
-from cli.remote import Remote, credentials_file, store
 from client import Client
 
 

@@ -8,19 +8,61 @@ traceback; a usage error exits 2 (click's own). The mapping itself lives in `cli
 
 from __future__ import annotations
 
+import importlib
 from pathlib import Path
 from typing import Any
 
 import click
 
-from cli.context import AppContext
 from cli.errors import LOCAL_ONLY, missing_extra, not_remote, to_user_error
-from cli.remote import choose
 from core.errors import PatchregError
-from registry.config import Settings
+
+# name -> "module:object". A command's module is imported only when that command runs (or when
+# `--help` lists them all), so `patchreg --version` or `patchreg lineage ID` pays for nothing else.
+COMMANDS = {
+    "alias": "cli.alias:alias",
+    "architectures": "cli.architectures:architectures",
+    "audit": "cli.audit:audit",
+    "base": "cli.base:base",
+    "compat": "cli.compat:compat",
+    "dataset": "cli.dataset:dataset",
+    "db": "cli.db:db",
+    "demo": "cli.demo:demo",
+    "domain": "cli.domain:domain",
+    "eval": "cli.train_local:eval_command",
+    "export": "cli.patchfile:export_command",
+    "fetch": "cli.fetch:fetch",
+    "gc": "cli.gc:gc",
+    "jobs": "cli.jobs:jobs",
+    "lineage": "cli.lineage:lineage",
+    "login": "cli.login:login",
+    "logout": "cli.login:logout",
+    "patch": "cli.patch:patch",
+    "port": "cli.port:port",
+    "resolve": "cli.fetch:resolve",
+    "serve": "cli.serve:serve",
+    "token": "cli.token:token",
+    "train": "cli.train:train",
+    "train-local": "cli.train_local:train_local_command",
+    "worker": "cli.worker:worker",
+}
 
 
 class PatchregGroup(click.Group):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*COMMANDS, *self.commands})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name in self.commands:  # added directly (tests)
+            return self.commands[cmd_name]
+        target = COMMANDS.get(cmd_name)
+        if target is None:
+            return None
+        module, _, name = target.partition(":")
+        command = getattr(importlib.import_module(module), name)
+        assert isinstance(command, click.Command)
+        return command
+
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
@@ -64,6 +106,10 @@ def cli(
     Track base model versions and domain patches with their lineage, port patches onto new base
     versions without training, check compatibility, and fetch patches for PEFT, vLLM and LoRAX.
     """
+    from cli.context import AppContext
+    from cli.credentials import choose
+    from registry.config import Settings
+
     overrides: dict[str, Any] = {}
     global_args: list[str] = []
     if home is not None:
@@ -80,65 +126,6 @@ def cli(
     ctx.obj = AppContext(
         settings=Settings(**overrides), json_output=json_output, global_args=global_args, remote=remote
     )
-
-
-def _register() -> None:
-    from cli import (
-        alias,
-        architectures,
-        audit,
-        base,
-        compat,
-        dataset,
-        db,
-        demo,
-        domain,
-        fetch,
-        gc,
-        jobs,
-        lineage,
-        login,
-        patch,
-        patchfile,
-        port,
-        serve,
-        token,
-        train,
-        train_local,
-        worker,
-    )
-
-    for command in (
-        db.db,
-        base.base,
-        architectures.architectures,
-        domain.domain,
-        dataset.dataset,
-        patch.patch,
-        compat.compat,
-        port.port,
-        fetch.fetch,
-        fetch.resolve,
-        lineage.lineage,
-        alias.alias,
-        train.train,
-        jobs.jobs,
-        worker.worker,
-        train_local.train_local_command,
-        train_local.eval_command,
-        patchfile.export_command,
-        audit.audit,
-        gc.gc,
-        demo.demo,
-        token.token,
-        serve.serve,
-        login.login,
-        login.logout,
-    ):
-        cli.add_command(command)
-
-
-_register()
 
 
 def main() -> None:

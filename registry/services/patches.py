@@ -11,7 +11,6 @@ from sqlalchemy.orm import Session
 
 from core.errors import InvalidInput
 from core.fit import module_misfit
-from core.patch_values import check_values
 from core.patchfile import PatchHeader, read_patch_header
 from core.plans import Decision
 from core.vocab import PATCH_ORIGINS, PATCH_STATUSES
@@ -118,6 +117,8 @@ def _register(
     version = get_base_version(session, base)
     parent = get_patch(session, parent_id) if parent_id else None
     header = read_patch_header(Path(file))
+    from core.patch_values import check_values  # numpy: only when a patch comes in, not per read
+
     values = check_values(Path(file), header)
     problems = misfits(header, version, values.max_index)
     if problems:

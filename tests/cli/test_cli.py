@@ -157,3 +157,25 @@ def test_database_url_from_the_environment(
     run("dataset", "add", "d", "n", str(data), "--role", "general")
     assert any((tmp_path / "blobs" / "sha256").rglob("*"))
     assert not (tmp_path / "unused-home" / "registry.db").exists()
+
+
+def _modules_after(*args: str) -> set[str]:
+    """The top-level modules a fresh `patchreg ARGS` process has imported when it is done."""
+    code = (
+        "import sys\nfrom cli.main import cli\n"
+        f"try:\n    cli.main({list(args)!r}, prog_name='patchreg')\nexcept SystemExit:\n    pass\n"
+        "print(' '.join(sorted({m.split('.')[0] for m in sys.modules})))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    return set(out.split())
+
+
+def test_commands_import_only_what_they_use(tmp_path: Path) -> None:
+    """Each command's module loads when it runs (`cli.main.COMMANDS`), so a start costs what the
+    command needs: `--version` nothing but click; a local read no client, web, numpy or ML."""
+    version = _modules_after("--version")
+    assert not version & {"sqlalchemy", "pydantic", "httpx", "numpy", "registry", "torch", "fastapi"}
+    _modules_after("--home", str(tmp_path), "db", "upgrade")
+    lineage = _modules_after("--home", str(tmp_path), "lineage", "abcd")  # through the schema check
+    assert "sqlalchemy" in lineage  # it did reach the database
+    assert not lineage & {"httpx", "client", "numpy", "torch", "transformers", "peft", "fastapi", "alembic"}

@@ -57,6 +57,8 @@ def test_migrations_form_one_linear_chain() -> None:
     script = ScriptDirectory(str(migrate.MIGRATIONS_DIR))
     assert len(script.get_heads()) == 1
     assert all(len(rev._all_down_revisions) <= 1 for rev in script.walk_revisions())
+    assert script.get_heads() == [migrate.HEAD]  # the guard's constant is alembic's head
+    assert migrate.head_revision() == migrate.HEAD
 
 
 def test_0003_keeps_base_versions_registered_before_it(empty_url: str) -> None:
