@@ -1,0 +1,123 @@
+"""Read latencies of the registry at N patches, on SQLite and PostgreSQL, through the services.
+
+    python -m bench.registry --sizes 1000 10000 --backends sqlite postgresql [--repeat 30]
+
+Generates each registry with `bench.synthetic` (one family of 20 versions, 200 domains, lineage
+chains up to 50 hops), then times p50/p99 over `--repeat` calls of: resolve where a patch is served,
+resolve where nothing fits (the refusal explains every candidate), the lineage of a depth-50 chain,
+the compat matrix of one domain and of the whole family, the whole patch list, and a job claim.
+Prints a Markdown table (the one in docs/benchmarks.md). PostgreSQL runs in a fresh database on the
+local server (127.0.0.1:5432, as the tests use), dropped afterwards.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from sqlalchemy.orm import Session
+
+from bench.synthetic import Shape, generate
+from core.errors import NotFound
+from registry import migrate
+from registry.db import make_engine, session_factory, transaction
+from registry.models import Job
+from registry.services import jobs, lineage, matrix, patches, resolve
+
+OPERATIONS = (
+    "resolve, served",
+    "resolve, refused",
+    "lineage, depth 50",
+    "matrix, one domain",
+    "matrix, whole family",
+    "patch list, whole registry",
+    "job claim",
+)
+
+
+def percentiles(samples: list[float]) -> tuple[float, float]:
+    ordered = sorted(samples)
+    p99 = ordered[min(len(ordered) - 1, round(0.99 * (len(ordered) - 1)))]
+    return statistics.median(ordered), p99
+
+
+def time_calls(factory: Callable[[], Session], call: Callable[[Session], object], repeat: int) -> list[float]:
+    samples = []
+    for _ in range(repeat):
+        with transaction(factory) as s:
+            started = time.perf_counter()
+            call(s)
+            samples.append((time.perf_counter() - started) * 1000)
+    return samples
+
+
+def refused(s: Session) -> None:
+    try:
+        resolve.resolve_patch(s, "d0000", "synth:v20", method="full")  # no full patches exist
+    except NotFound:
+        return
+    raise AssertionError("expected nothing to fit")
+
+
+def measure(url: str, size: int, repeat: int) -> dict[str, tuple[float, float]]:
+    engine = make_engine(url)
+    migrate.upgrade(engine)
+    factory = session_factory(engine)
+    with transaction(factory) as s:
+        made = generate(s, Shape(patches=size))
+        s.add_all(Job(kind="evaluate", payload={}, status="queued") for _ in range(min(1000, size // 10)))
+    chain = made["chain"]
+    calls: dict[str, Callable[[Session], object]] = {
+        "resolve, served": lambda s: resolve.resolve_patch(s, "d0000", "synth:v1"),
+        "resolve, refused": refused,
+        "lineage, depth 50": lambda s: lineage.lineage(s, chain[-1]),
+        "matrix, one domain": lambda s: matrix.compat_matrix(s, "synth", "d0000"),
+        "matrix, whole family": lambda s: matrix.compat_matrix(s, "synth"),
+        "patch list, whole registry": lambda s: patches.list_patches(s),
+        "job claim": lambda s: jobs.claim(s, "bench", lease_seconds=60),
+    }
+    results = {}
+    for name in OPERATIONS:
+        slow = name in ("matrix, whole family", "patch list, whole registry")
+        results[name] = percentiles(
+            time_calls(factory, calls[name], max(3, repeat // 10) if slow else repeat)
+        )
+    engine.dispose()
+    return results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[1000, 10000])
+    parser.add_argument("--backends", nargs="+", default=["sqlite", "postgresql"])
+    parser.add_argument("--repeat", type=int, default=30)
+    args = parser.parse_args()
+    table: dict[tuple[str, int], dict[str, tuple[float, float]]] = {}
+    for backend in args.backends:
+        for size in args.sizes:
+            if backend == "sqlite":
+                with tempfile.TemporaryDirectory() as tmp:
+                    table[backend, size] = measure(f"sqlite:///{Path(tmp) / 'r.db'}", size, args.repeat)
+            else:
+                from tests.conftest import create_pg_database, drop_pg_database
+
+                url = create_pg_database()
+                try:
+                    table[backend, size] = measure(url, size, args.repeat)
+                finally:
+                    drop_pg_database(url)
+            print(f"measured {backend} at {size} patches", flush=True)
+    columns = list(table)
+    print("| operation (ms, p50 / p99) | " + " | ".join(f"{b} {n:,}" for b, n in columns) + " |")
+    print("|---|" + "---:|" * len(columns))
+    for name in OPERATIONS:
+        cells = [f"{table[c][name][0]:.1f} / {table[c][name][1]:.1f}" for c in columns]
+        print(f"| {name} | " + " | ".join(cells) + " |")
+
+
+if __name__ == "__main__":
+    main()
