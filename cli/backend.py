@@ -47,6 +47,25 @@ class Fetched:
     export: dict[str, Any]
 
 
+Pager = Callable[[int, str | None], tuple[list[Any], str | None]]
+PAGE = 1000  # the largest page the registry serves (`registry.pagination.MAX_LIMIT`)
+
+
+def collect(pager: Pager, limit: int | None) -> tuple[list[Any], bool]:
+    """The first `limit` rows (every row when None) from a paged list, and whether more exist."""
+    found: list[Any] = []
+    cursor = None
+    while True:
+        # one row past the limit says whether more exist without a second page
+        size = PAGE if limit is None else min(PAGE, limit - len(found) + 1)
+        rows, cursor = pager(size, cursor)
+        found += rows
+        if limit is not None and len(found) > limit:
+            return found[:limit], True
+        if cursor is None:
+            return found, False
+
+
 class Backend(Protocol):
     def list_bases(self, family: str | None) -> list[BaseVersionRead]: ...
     def show_base(self, ref: str) -> BaseVersionDetail: ...
@@ -57,7 +76,9 @@ class Backend(Protocol):
     def upload_dataset(
         self, domain: str, name: str, file: Path, role: str, available_until: date | None
     ) -> DatasetRead: ...
-    def list_patches(self, domain: str | None, base: str | None, status: str | None) -> list[PatchRead]: ...
+    def list_patches(
+        self, domain: str | None, base: str | None, status: str | None, limit: int | None
+    ) -> tuple[list[PatchRead], bool]: ...
     def show_patch(self, patch_id: str) -> PatchRead: ...
     def upload_patch(self, path: Path, domain: str, base: str) -> PatchRead: ...
     def lineage(self, patch_id: str) -> Lineage: ...
@@ -150,11 +171,18 @@ class LocalBackend:
         with self.app.transaction() as s:
             return datasets.add_dataset(s, self.app.store, domain, name, file, role, available_until)
 
-    def list_patches(self, domain: str | None, base: str | None, status: str | None) -> list[PatchRead]:
+    def list_patches(
+        self, domain: str | None, base: str | None, status: str | None, limit: int | None
+    ) -> tuple[list[PatchRead], bool]:
         from registry.services import patches
 
         with self.app.transaction() as s:
-            return patches.list_patches(s, domain, base, status)
+
+            def pager(size: int, cursor: str | None) -> tuple[list[PatchRead], str | None]:
+                page = patches.page_patches(s, domain, base, status, limit=size, cursor=cursor)
+                return page.items, page.next_cursor
+
+            return collect(pager, limit)
 
     def show_patch(self, patch_id: str) -> PatchRead:
         from registry.services import patches

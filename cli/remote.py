@@ -8,7 +8,7 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
-from cli.backend import Fetched
+from cli.backend import Fetched, collect
 from cli.credentials import Remote
 from client import Client
 from core.fetch import MANIFEST
@@ -63,8 +63,13 @@ class RemoteBackend:
     ) -> DatasetRead:
         return self.client.upload_dataset(domain, name, file, role, available_until)
 
-    def list_patches(self, domain: str | None, base: str | None, status: str | None) -> list[PatchRead]:
-        return self.client.list_patches(domain, base, status)
+    def list_patches(
+        self, domain: str | None, base: str | None, status: str | None, limit: int | None
+    ) -> tuple[list[PatchRead], bool]:
+        def pager(size: int, cursor: str | None) -> tuple[list[PatchRead], str | None]:
+            return self.client.page_patches(domain, base, status, limit=size, cursor=cursor)
+
+        return collect(pager, limit)
 
     def show_patch(self, patch_id: str) -> PatchRead:
         return self.client.show_patch(patch_id)

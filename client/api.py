@@ -44,6 +44,7 @@ from registry.schemas import (
 
 M = TypeVar("M", bound=BaseModel)
 FINISHED = tuple(s for s in JOB_STATUSES if s not in ("queued", "running"))
+MAX_PAGE = 1000  # the server's largest page (`registry.pagination.MAX_LIMIT`)
 PEFT_FILES = {"adapter_model": "adapter_model.safetensors", "adapter_config": "adapter_config.json"}
 
 
@@ -138,10 +139,37 @@ class Client:
             return self._one(DatasetRead, "POST", "/v1/datasets", data=data, files={"file": f})
 
     # patches
+    def page_patches(
+        self,
+        domain: str | None = None,
+        base: str | None = None,
+        status: str | None = None,
+        *,
+        limit: int = 100,
+        cursor: str | None = None,
+    ) -> tuple[list[PatchRead], str | None]:
+        """One page of patches, oldest first, and the cursor of the next page (None: the last)."""
+        params = _query(domain=domain, base=base, status=status, limit=limit, cursor=cursor)
+        response = self._t.send("GET", "/v1/patches", params=params)
+        return [PatchRead.model_validate(x) for x in response.json()], response.headers.get("X-Next-Cursor")
+
     def list_patches(
-        self, domain: str | None = None, base: str | None = None, status: str | None = None
+        self,
+        domain: str | None = None,
+        base: str | None = None,
+        status: str | None = None,
+        *,
+        limit: int | None = None,
     ) -> list[PatchRead]:
-        return self._many(PatchRead, "/v1/patches", domain=domain, base=base, status=status)
+        """Patches oldest first: every one (page after page), or the first `limit`."""
+        found: list[PatchRead] = []
+        cursor = None
+        while True:
+            size = MAX_PAGE if limit is None else min(MAX_PAGE, limit - len(found))
+            page, cursor = self.page_patches(domain, base, status, limit=size, cursor=cursor)
+            found += page
+            if cursor is None or (limit is not None and len(found) >= limit):
+                return found
 
     def show_patch(self, patch_id: str) -> PatchRead:
         """A patch by id or unique id prefix."""

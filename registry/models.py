@@ -159,6 +159,7 @@ class Patch(Base):
         CheckConstraint(_in("origin", PATCH_ORIGINS), name="origin"),
         CheckConstraint(_in("status", PATCH_STATUSES), name="status"),
         Index("ix_patches_resolve", "domain_id", "base_version_id", "status"),
+        Index("ix_patches_created", "created_at", "id"),  # the keyset of every page of patches
         # One ported copy per (source, target base), even when two workers race to make it.
         Index(
             "uq_patches_port",

@@ -6,17 +6,19 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import insert, select
-from sqlalchemy.orm import Session
+from sqlalchemy import Select, insert, select, tuple_
+from sqlalchemy.orm import Session, joinedload
 
 from core.errors import InvalidInput
 from core.fit import module_misfit
 from core.patchfile import PatchHeader, read_patch_header
 from core.plans import Decision
 from core.vocab import PATCH_ORIGINS, PATCH_STATUSES
+from registry import pagination
 from registry.conflicts import insert_or_ignore
 from registry.db import utcnow
-from registry.models import BaseVersion, Dataset, Domain, Patch, short_id
+from registry.models import BaseVersion, Dataset, Patch, short_id
+from registry.pagination import Page, check_limit
 from registry.schemas import PatchRead
 from registry.services import artifacts, audit
 from registry.services.architecture import runtime_shapes
@@ -159,10 +161,19 @@ def _register(
     return to_read(row), True
 
 
-def list_patches(
-    session: Session, domain: str | None = None, base: str | None = None, status: str | None = None
-) -> list[PatchRead]:
-    stmt = select(Patch).join(Domain).order_by(Domain.name, Patch.created_at, Patch.id)
+def _listed(session: Session, domain: str | None, base: str | None, status: str | None) -> Select[Patch]:
+    """Patches matching the filters, oldest first, with everything `to_read` shows loaded in the
+    same statement (no query per row)."""
+    stmt = (
+        select(Patch)
+        .options(
+            joinedload(Patch.domain),
+            joinedload(Patch.base_version).joinedload(BaseVersion.family),
+            joinedload(Patch.artifact),
+            joinedload(Patch.train_dataset).joinedload(Dataset.domain),
+        )
+        .order_by(Patch.created_at, Patch.id)
+    )
     if domain is not None:
         stmt = stmt.where(Patch.domain_id == get_domain(session, domain).id)
     if base is not None:
@@ -171,7 +182,36 @@ def list_patches(
         if status not in PATCH_STATUSES:
             raise InvalidInput(f"invalid status {status!r}: expected one of {', '.join(PATCH_STATUSES)}")
         stmt = stmt.where(Patch.status == status)
-    return [to_read(p) for p in session.scalars(stmt)]
+    return stmt
+
+
+def list_patches(
+    session: Session, domain: str | None = None, base: str | None = None, status: str | None = None
+) -> list[PatchRead]:
+    """Every patch matching the filters, oldest first (internal callers; users get `page_patches`)."""
+    return [to_read(p) for p in session.scalars(_listed(session, domain, base, status))]
+
+
+def page_patches(
+    session: Session,
+    domain: str | None = None,
+    base: str | None = None,
+    status: str | None = None,
+    *,
+    limit: int | None = None,
+    cursor: str | None = None,
+) -> Page[PatchRead]:
+    """One page of `list_patches`: at most `limit` patches after `cursor`, by (created_at, id)."""
+    size = check_limit(limit)
+    stmt = _listed(session, domain, base, status)
+    if cursor is not None:
+        created_at, last_id = pagination.decode(cursor)
+        stmt = stmt.where(tuple_(Patch.created_at, Patch.id) > tuple_(created_at, last_id))
+    rows = list(session.scalars(stmt.limit(size + 1)))
+    more = len(rows) > size
+    rows = rows[:size]
+    next_cursor = pagination.encode(rows[-1].created_at, rows[-1].id) if more else None
+    return Page([to_read(p) for p in rows], next_cursor)
 
 
 def show_patch(session: Session, patch_id: str) -> PatchRead:

@@ -151,6 +151,8 @@ def scenario(run: Cli, models: dict[str, Path], adapter: Path, data: Path, out: 
         ("base", "show", "tiny:v1"),
         ("base", "show", "tiny:nope"),
         ("patch", "list"),
+        ("patch", "list", "--limit", "1"),
+        ("patch", "list", "--all", "--status", "candidate"),
         ("patch", "show", patch_id),
         ("patch", "show", "ffffffffffff"),
         ("resolve", "med", "--base", "tiny:v1"),

@@ -6,11 +6,13 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+import pytest
 from sqlalchemy import Engine, event
 
 from bench.synthetic import Shape, generate
+from core.errors import InvalidInput
 from registry.db import transaction
-from registry.services import lineage
+from registry.services import lineage, patches
 from tests.conftest import Registry
 
 
@@ -44,3 +46,37 @@ def test_lineage_is_a_constant_number_of_statements_at_any_depth(registry: Regis
             seen += 1
         assert tree.root.patch.id == chain[0] and seen == 50 and node.verdict == "compatible"
     assert costs[1] == costs[5] == costs[50] <= 6, costs
+
+
+def test_patch_pages_cost_the_same_whatever_their_size_or_depth(registry: Registry) -> None:
+    with transaction(registry.factory) as s:
+        generate(s, Shape(versions=4, domains=5, patches=300, depth=8))
+    costs = {}
+    for size in (10, 200):
+        with transaction(registry.factory) as s, counted(registry.engine) as statements:
+            first = patches.page_patches(s, limit=size)
+            patches.page_patches(s, limit=size, cursor=first.next_cursor)  # a page deeper in
+        costs[size] = len(statements)
+    assert costs[10] == costs[200] <= 4, costs
+
+
+def test_pages_walk_every_patch_once_in_order(registry: Registry) -> None:
+    with transaction(registry.factory) as s:
+        generate(s, Shape(versions=3, domains=4, patches=95, depth=5))
+    with transaction(registry.factory) as s:
+        everything = [p.id for p in patches.list_patches(s)]
+        walked, cursor, pages = [], None, 0
+        while True:
+            page = patches.page_patches(s, limit=10, cursor=cursor)
+            walked += [p.id for p in page.items]
+            pages += 1
+            if page.next_cursor is None:
+                break
+            cursor = page.next_cursor
+        assert walked == everything and len(walked) == 95 and pages == 10
+        domain_page = patches.page_patches(s, domain="d0001", limit=1000)
+        assert domain_page.next_cursor is None and {p.domain for p in domain_page.items} == {"d0001"}
+        with pytest.raises(InvalidInput, match="invalid cursor"):
+            patches.page_patches(s, cursor="not-a-cursor!")
+        with pytest.raises(InvalidInput, match="limit must be between 1 and 1000"):
+            patches.page_patches(s, limit=5000)

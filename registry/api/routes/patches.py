@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
@@ -16,6 +16,7 @@ from registry.api.auth import Reader, Writer
 from registry.api.deps import RequestContext
 from registry.api.downloads import serve_blob
 from registry.api.uploads import Form, multipart_doc, receive_form
+from registry.pagination import DEFAULT_LIMIT, MAX_LIMIT
 from registry.schemas import EvaluationRead, Lineage, PatchRead
 from registry.services import evaluations, lineage, patches
 
@@ -48,10 +49,24 @@ class StatusChange(BaseModel):
 
 @router.get("/patches")
 def list_patches(
-    ctx: Reader, domain: str | None = None, base: str | None = None, status: str | None = None
+    ctx: Reader,
+    request: Request,
+    response: Response,
+    domain: str | None = None,
+    base: str | None = None,
+    status: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = DEFAULT_LIMIT,
+    cursor: str | None = None,
 ) -> list[PatchRead]:
+    """One page, oldest first. When more follow, `Link: <…&cursor=…>; rel="next"` and
+    `X-Next-Cursor` say where the next page starts; the last page has neither."""
     with ctx.transaction() as s:
-        return patches.list_patches(s, domain, base, status)
+        page = patches.page_patches(s, domain, base, status, limit=limit, cursor=cursor)
+    if page.next_cursor is not None:
+        following = request.url.include_query_params(cursor=page.next_cursor, limit=limit)
+        response.headers["Link"] = f'<{following.path}?{following.query}>; rel="next"'
+        response.headers["X-Next-Cursor"] = page.next_cursor
+    return page.items
 
 
 @router.get("/patches/{patch_id}")
