@@ -5,7 +5,8 @@
 Generates each registry with `bench.synthetic` (one family of 20 versions, 200 domains, lineage
 chains up to 50 hops), then times p50/p99 over `--repeat` calls of: resolve where a patch is served,
 resolve where nothing fits (the refusal explains every candidate), the lineage of a depth-50 chain,
-the compat matrix of one domain and of the whole family, the whole patch list, and a job claim.
+the compat matrix of one domain and of the whole family, the whole patch list, one page of 100
+patches (the first, and one 90% deep), and a job claim.
 Prints a Markdown table (the one in docs/benchmarks.md). PostgreSQL runs in a fresh database on the
 local server (127.0.0.1:5432, as the tests use), dropped afterwards.
 """
@@ -23,7 +24,7 @@ from sqlalchemy.orm import Session
 
 from bench.synthetic import Shape, generate
 from core.errors import NotFound
-from registry import migrate
+from registry import migrate, pagination
 from registry.db import make_engine, session_factory, transaction
 from registry.models import Job
 from registry.services import jobs, lineage, matrix, patches, resolve
@@ -35,6 +36,8 @@ OPERATIONS = (
     "matrix, one domain",
     "matrix, whole family",
     "patch list, whole registry",
+    "patch list, first page (100)",
+    "patch list, a page 90% deep",
     "job claim",
 )
 
@@ -63,7 +66,7 @@ def refused(s: Session) -> None:
     raise AssertionError("expected nothing to fit")
 
 
-def measure(url: str, size: int, repeat: int) -> dict[str, tuple[float, float]]:
+def measure(url: str, size: int, repeat: int) -> dict[str, tuple[float, float] | str]:
     engine = make_engine(url)
     migrate.upgrade(engine)
     factory = session_factory(engine)
@@ -71,6 +74,10 @@ def measure(url: str, size: int, repeat: int) -> dict[str, tuple[float, float]]:
         made = generate(s, Shape(patches=size))
         s.add_all(Job(kind="evaluate", payload={}, status="queued") for _ in range(min(1000, size // 10)))
     chain = made["chain"]
+    with transaction(factory) as s:  # the cursor of the page that starts 90% into the list
+        listed = patches.list_patches(s)
+        mark = listed[int(len(listed) * 0.9)]
+        deep = pagination.encode(mark.created_at, mark.id)
     calls: dict[str, Callable[[Session], object]] = {
         "resolve, served": lambda s: resolve.resolve_patch(s, "d0000", "synth:v1"),
         "resolve, refused": refused,
@@ -78,16 +85,24 @@ def measure(url: str, size: int, repeat: int) -> dict[str, tuple[float, float]]:
         "matrix, one domain": lambda s: matrix.compat_matrix(s, "synth", "d0000"),
         "matrix, whole family": lambda s: matrix.compat_matrix(s, "synth"),
         "patch list, whole registry": lambda s: patches.list_patches(s),
+        "patch list, first page (100)": lambda s: patches.page_patches(s, limit=100),
+        "patch list, a page 90% deep": lambda s: patches.page_patches(s, limit=100, cursor=deep),
         "job claim": lambda s: jobs.claim(s, "bench", lease_seconds=60),
     }
-    results = {}
+    results: dict[str, tuple[float, float] | str] = {}
     for name in OPERATIONS:
         slow = name in ("matrix, whole family", "patch list, whole registry")
-        results[name] = percentiles(
-            time_calls(factory, calls[name], max(3, repeat // 10) if slow else repeat)
-        )
+        times = max(3, repeat // 10) if slow else repeat
+        try:
+            results[name] = percentiles(time_calls(factory, calls[name], times))
+        except Exception as exc:  # a read that fails at this size is a result too
+            results[name] = f"fails: {type(exc).__name__}: {str(exc).splitlines()[0][:60]}"
     engine.dispose()
     return results
+
+
+def _cell(result: tuple[float, float] | str) -> str:
+    return result if isinstance(result, str) else f"{result[0]:.1f} / {result[1]:.1f}"
 
 
 def main() -> None:
@@ -96,7 +111,7 @@ def main() -> None:
     parser.add_argument("--backends", nargs="+", default=["sqlite", "postgresql"])
     parser.add_argument("--repeat", type=int, default=30)
     args = parser.parse_args()
-    table: dict[tuple[str, int], dict[str, tuple[float, float]]] = {}
+    table: dict[tuple[str, int], dict[str, tuple[float, float] | str]] = {}
     for backend in args.backends:
         for size in args.sizes:
             if backend == "sqlite":
@@ -115,7 +130,7 @@ def main() -> None:
     print("| operation (ms, p50 / p99) | " + " | ".join(f"{b} {n:,}" for b, n in columns) + " |")
     print("|---|" + "---:|" * len(columns))
     for name in OPERATIONS:
-        cells = [f"{table[c][name][0]:.1f} / {table[c][name][1]:.1f}" for c in columns]
+        cells = [_cell(table[c][name]) for c in columns]
         print(f"| {name} | " + " | ".join(cells) + " |")
 
 

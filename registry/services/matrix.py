@@ -37,12 +37,15 @@ def compat_matrix(session: Session, family: str, domain: str | None = None) -> C
     for p in patches:
         if p.origin == "ported" and p.parent_id is not None:
             children.setdefault(p.parent_id, []).append(p)
-    verdicts: dict[tuple[str, int], CompatVerdict] = {}
-    if patches:
-        for v in session.scalars(
-            select(CompatVerdict).where(CompatVerdict.patch_id.in_([p.id for p in patches]))
-        ):
-            verdicts[(v.patch_id, v.base_version_id)] = v
+    # The verdicts of those patches, selected by the same filters (a join, not a list of ids:
+    # PostgreSQL refuses more than 65,535 parameters, which 100k patches would need).
+    listed = select(Patch.id).where(Patch.base_version_id.in_(order))
+    if domain_id is not None:
+        listed = listed.where(Patch.domain_id == domain_id)
+    verdicts = {
+        (v.patch_id, v.base_version_id): v
+        for v in session.scalars(select(CompatVerdict).where(CompatVerdict.patch_id.in_(listed)))
+    }
 
     sources = sorted(
         (p for p in patches if p.origin != "ported"),
