@@ -10,12 +10,12 @@ cannot loop; the limit guards against a corrupted row).
 from __future__ import annotations
 
 from sqlalchemy import literal, select, tuple_
-from sqlalchemy.orm import Session, joinedload
+from sqlalchemy.orm import Session
 
-from registry.models import BaseVersion, CompatVerdict, Dataset, Patch
+from registry.models import CompatVerdict, Patch
 from registry.schemas import Lineage, LineageNode
 from registry.services.lookup import get_patch
-from registry.services.patches import to_read
+from registry.services.patches import READ_OPTIONS, to_read
 
 MAX_DEPTH = 1000
 
@@ -51,15 +51,7 @@ def lineage(session: Session, patch_id: str) -> Lineage:
     root_id = root_of(session, focus.id)
     ids = subtree_ids(session, root_id)
     rows = session.scalars(
-        select(Patch)
-        .where(Patch.id.in_(ids))
-        .options(
-            joinedload(Patch.domain),
-            joinedload(Patch.base_version).joinedload(BaseVersion.family),
-            joinedload(Patch.artifact),
-            joinedload(Patch.train_dataset).joinedload(Dataset.domain),
-        )
-        .order_by(Patch.created_at, Patch.id)
+        select(Patch).where(Patch.id.in_(ids)).options(*READ_OPTIONS).order_by(Patch.created_at, Patch.id)
     ).all()
     by_id = {p.id: p for p in rows}
     pairs = [(p.parent_id, p.base_version_id) for p in rows if p.parent_id is not None]

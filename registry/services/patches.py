@@ -161,19 +161,19 @@ def _register(
     return to_read(row), True
 
 
+# What `to_read` shows, loaded with the patches themselves: one statement for any number of rows.
+READ_OPTIONS = (
+    joinedload(Patch.domain),
+    joinedload(Patch.base_version).joinedload(BaseVersion.family),
+    joinedload(Patch.artifact),
+    joinedload(Patch.train_dataset).joinedload(Dataset.domain),
+)
+
+
 def _listed(session: Session, domain: str | None, base: str | None, status: str | None) -> Select[Patch]:
     """Patches matching the filters, oldest first, with everything `to_read` shows loaded in the
     same statement (no query per row)."""
-    stmt = (
-        select(Patch)
-        .options(
-            joinedload(Patch.domain),
-            joinedload(Patch.base_version).joinedload(BaseVersion.family),
-            joinedload(Patch.artifact),
-            joinedload(Patch.train_dataset).joinedload(Dataset.domain),
-        )
-        .order_by(Patch.created_at, Patch.id)
-    )
+    stmt = select(Patch).options(*READ_OPTIONS).order_by(Patch.created_at, Patch.id)
     if domain is not None:
         stmt = stmt.where(Patch.domain_id == get_domain(session, domain).id)
     if base is not None:

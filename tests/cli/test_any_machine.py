@@ -29,9 +29,10 @@ import pytest
 from cli.demo.plan import DOMAIN, QUICK
 from cli.demo.setup import write_data
 from tests.cli.test_remote import prepare
-from tests.client.conftest import _wait_healthy, free_port, peft_adapter  # noqa: F401
+from tests.client.conftest import peft_adapter  # noqa: F401
 from tests.conftest import create_pg_database, drop_pg_database
 from tests.s3_server import raw_client
+from tests.servers import patchreg_serve
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -89,23 +90,9 @@ def test_a_laptop_with_only_the_client_runs_the_demo_story_through_the_server(
     api_home, worker_home, laptop_home = (tmp_path / name for name in ("api", "worker", "laptop"))
     for home in (api_home, worker_home, laptop_home):
         home.mkdir()
-    port, log = free_port(), api_home / "server.log"
-    api_env = {**machine_env(api_home, **store), "PYTHONPATH": str(ROOT)}
-    with open(log, "wb") as out:
-        server = subprocess.Popen(
-            [sys.executable, "-m", "cli.main", "serve", "--host", "127.0.0.1", "--port", str(port)],
-            cwd=api_home,
-            env=api_env,
-            stdout=out,
-            stderr=out,
-        )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        _wait_healthy(server, url, log)
+    api_env = machine_env(api_home, **store)
+    with patchreg_serve(api_home / "server.log", env=api_env, cwd=api_home) as url:
         story(url, secrets["write"], laptop, laptop_home, worker_home, store, quick_family, peft_adapter)
-    finally:
-        server.terminate()
-        server.wait(timeout=15)
     assert not (api_home / ".patchreg" / "artifacts").exists()  # the API kept no artifact locally
 
 

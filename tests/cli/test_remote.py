@@ -9,11 +9,8 @@ the same in both modes once what is random (ids, times, temp paths) is named in 
 from __future__ import annotations
 
 import json
-import os
 import re
 import stat
-import subprocess
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,8 +22,9 @@ from cli.main import cli
 from registry import migrate
 from registry.db import make_engine, session_factory, transaction
 from registry.services import tokens
-from tests.client.conftest import ROLES, _wait_healthy, free_port, peft_adapter  # noqa: F401
+from tests.client.conftest import ROLES, peft_adapter  # noqa: F401
 from tests.conftest import BACKENDS, create_pg_database, drop_pg_database
+from tests.servers import free_port, patchreg_serve
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -58,20 +56,10 @@ def served(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
     home = tmp_path_factory.mktemp(f"remote-{request.param}")
     db_url = fresh_db(request.param, home)
     secrets = prepare(db_url)
-    port, log = free_port(), home / "server.log"
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    cmd = [sys.executable, "-m", "cli.main", "--home", str(home), "--db", db_url, "serve"]
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(
-            [*cmd, "--host", "127.0.0.1", "--port", str(port)], cwd=ROOT, env=env, stdout=out, stderr=out
-        )
-    url = f"http://127.0.0.1:{port}"
     try:
-        _wait_healthy(proc, url, log)
-        yield Served(url, request.param, secrets)
+        with patchreg_serve(home / "server.log", "--home", str(home), "--db", db_url) as url:
+            yield Served(url, request.param, secrets)
     finally:
-        proc.terminate()
-        proc.wait(timeout=15)
         if request.param != "sqlite":
             drop_pg_database(db_url)
 

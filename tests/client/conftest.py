@@ -7,18 +7,12 @@ is seeded with tiny:v1, tiny:v2 (same shapes, parent v1) and tiny:v3 (wider), th
 
 from __future__ import annotations
 
-import os
-import socket
-import subprocess
-import sys
-import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
 from client import Client
@@ -26,16 +20,13 @@ from registry import migrate
 from registry.db import make_engine, session_factory, transaction
 from registry.services import tokens
 from tests.conftest import BACKENDS, create_pg_database, drop_pg_database
+from tests.servers import free_port, patchreg_serve, wait_healthy
+
+__all__ = ["free_port", "wait_healthy"]  # imported from here by other test packages
 
 ROOT = Path(__file__).resolve().parents[2]
 STARTUP_SECONDS = 60
 ROLES = {"read": "read", "write": "read,write", "admin": "admin"}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass
@@ -48,19 +39,6 @@ class Server:
 
     def client(self, role: str | None = "admin", **options: Any) -> Client:
         return Client(self.url, self.secrets[role] if role else None, **options)
-
-
-def _wait_healthy(proc: subprocess.Popen[bytes], url: str, log: Path) -> None:
-    deadline = time.monotonic() + STARTUP_SECONDS
-    while True:
-        assert proc.poll() is None, "server exited:\n" + log.read_text()
-        try:
-            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        assert time.monotonic() < deadline, f"no healthy server in {STARTUP_SECONDS} s:\n" + log.read_text()
-        time.sleep(0.2)
 
 
 @pytest.fixture(scope="session", params=BACKENDS)
@@ -76,33 +54,16 @@ def server(
         secrets = {role: tokens.create(s, role, scopes.split(","))[1] for role, scopes in ROLES.items()}
     engine.dispose()
 
-    port, log = free_port(), home / "server.log"
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    cmd = [sys.executable, "-m", "cli.main", "--home", str(home), "--db", db_url]
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(
-            [*cmd, "serve", "--host", "127.0.0.1", "--port", str(port)],
-            cwd=ROOT,
-            env=env,
-            stdout=out,
-            stderr=out,
-        )
-    url = f"http://127.0.0.1:{port}"
+    log = home / "server.log"
     try:
-        _wait_healthy(proc, url, log)
-        srv = Server(url, db_url, home, secrets, log)
-        with srv.client() as c:
-            c.register_base("tiny:v1", str(make_tiny_model(seed=0)))
-            c.register_base("tiny:v2", str(make_tiny_model(seed=1)), parent="tiny:v1")
-            c.register_base("tiny:v3", str(make_tiny_model(seed=0, hidden_size=96)))
-        yield srv
+        with patchreg_serve(log, "--home", str(home), "--db", db_url) as url:
+            srv = Server(url, db_url, home, secrets, log)
+            with srv.client() as c:
+                c.register_base("tiny:v1", str(make_tiny_model(seed=0)))
+                c.register_base("tiny:v2", str(make_tiny_model(seed=1)), parent="tiny:v1")
+                c.register_base("tiny:v3", str(make_tiny_model(seed=0, hidden_size=96)))
+            yield srv
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
         if request.param != "sqlite":
             drop_pg_database(db_url)
 

@@ -11,8 +11,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,8 +18,8 @@ import pytest
 from click.testing import CliRunner
 
 from cli.main import cli
-from tests.client.conftest import _wait_healthy, free_port
 from tests.registry.web.conftest import DemoRegistry
+from tests.servers import patchreg_serve
 
 ROOT = Path(__file__).resolve().parents[3]
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -53,24 +51,9 @@ def browser() -> Iterator[object]:
 
 @pytest.fixture(scope="module")
 def served(demo_registry: DemoRegistry, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    port, log = free_port(), tmp_path_factory.mktemp("web-serve") / "server.log"
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "PATCHREG_HOME": str(demo_registry.home)}
-    env.pop("PATCHREG_DATABASE_URL", None)
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "cli.main", "serve", "--host", "127.0.0.1", "--port", str(port)],
-            cwd=ROOT,
-            env=env,
-            stdout=out,
-            stderr=out,
-        )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        _wait_healthy(proc, url, log)
+    log = tmp_path_factory.mktemp("web-serve") / "server.log"
+    with patchreg_serve(log, "--home", str(demo_registry.home), "--db", demo_registry.url) as url:
         yield url
-    finally:
-        proc.terminate()
-        proc.wait(timeout=15)
 
 
 def shoot(page, name: str) -> None:
