@@ -16,8 +16,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session, joinedload
 
 from core.errors import NotFound
 from registry.models import Alias, BaseVersion, CompatVerdict, Patch
@@ -93,42 +93,66 @@ def _nothing_fits(
     method: str | None,
     alias_target: Patch | None,
 ) -> NotFound:
+    """Why nothing was served, bounded by the answer: the first `MAX_LISTED` patches of the domain
+    (oldest base first) with their reasons, from three statements whatever the domain's size,
+    and a count of the rest."""
     target = base_ref(version)
     wanted = f"{domain} on {target}" + (f" with method {method}" if method else "")
+    total = session.scalar(select(func.count()).select_from(Patch).where(Patch.domain_id == domain_id)) or 0
+    if not total:
+        return NotFound(f"no patch for {wanted}: domain {domain} has no patches yet")
     rows = session.scalars(
         select(Patch)
         .join(BaseVersion, Patch.base_version_id == BaseVersion.id)
+        .options(joinedload(Patch.base_version).joinedload(BaseVersion.family))
         .where(Patch.domain_id == domain_id)
         .order_by(BaseVersion.created_at, Patch.created_at, Patch.id)
+        .limit(MAX_LISTED)
     ).all()
-    if not rows:
-        return NotFound(f"no patch for {wanted}: domain {domain} has no patches yet")
-    passed = [(p.id, _passed_over(session, p, version, method, alias_target)) for p in rows]
-    shown = "; ".join(f"{pid} ({why})" for pid, why in passed[:MAX_LISTED])
-    if len(passed) > MAX_LISTED:
-        shown += f"; +{len(passed) - MAX_LISTED} more (patchreg patch list --domain {domain})"
+    ids = [p.id for p in rows]
+    found = session.execute(
+        select(Patch.parent_id, Patch.id).where(Patch.parent_id.in_(ids), Patch.base_version_id == version.id)
+    )
+    copies = {parent: copy for parent, copy in found}  # each source's copy on `version`
+    incompatible = set(
+        session.scalars(
+            select(CompatVerdict.patch_id).where(
+                CompatVerdict.patch_id.in_(ids),
+                CompatVerdict.base_version_id == version.id,
+                CompatVerdict.verdict == "incompatible",
+            )
+        )
+    )
+    passed = [(p.id, _passed_over(p, version, method, alias_target, copies, incompatible)) for p in rows]
+    shown = "; ".join(f"{pid} ({why})" for pid, why in passed)
+    more = total - len(passed)
+    if more:
+        shown += f"; +{more} more (patchreg patch list --domain {domain})"
     return NotFound(
         f"no patch for {wanted}: {shown}",
         patches=[{"id": pid, "why": why} for pid, why in passed],
+        **({"more": more} if more else {}),
     )
 
 
 def _passed_over(
-    session: Session, p: Patch, version: BaseVersion, method: str | None, alias_target: Patch | None
+    p: Patch,
+    version: BaseVersion,
+    method: str | None,
+    alias_target: Patch | None,
+    copies: dict[str | None, str],
+    incompatible: set[str],
 ) -> str:
-    """Why `p` was not served for `version`, in a few words."""
+    """Why `p` was not served for `version`, in a few words (`copies`: source id -> its copy on
+    `version`; `incompatible`: sources whose verdict on `version` is incompatible)."""
     own = base_ref(p.base_version)
     target = base_ref(version)
     if p.base_version_id != version.id:
         if p.base_version.family_id != version.family_id:
             return f"{own}, another family"
-        copy = session.scalar(
-            select(Patch.id).where(Patch.parent_id == p.id, Patch.base_version_id == version.id)
-        )
-        if copy is not None:
-            return f"{own}, ported as {copy}"
-        verdict = session.get(CompatVerdict, (p.id, version.id))
-        if verdict is not None and verdict.verdict == "incompatible":
+        if p.id in copies:
+            return f"{own}, ported as {copies[p.id]}"
+        if p.id in incompatible:
             return f"{own}, incompatible with {target}"
         return f"{own}, not ported to {target}"
     if method is not None and p.method != method:

@@ -10,9 +10,9 @@ import pytest
 from sqlalchemy import Engine, event
 
 from bench.synthetic import Shape, generate
-from core.errors import InvalidInput
+from core.errors import InvalidInput, NotFound
 from registry.db import transaction
-from registry.services import lineage, patches
+from registry.services import lineage, patches, resolve
 from tests.conftest import Registry
 
 
@@ -80,3 +80,27 @@ def test_pages_walk_every_patch_once_in_order(registry: Registry) -> None:
             patches.page_patches(s, cursor="not-a-cursor!")
         with pytest.raises(InvalidInput, match="limit must be between 1 and 1000"):
             patches.page_patches(s, limit=5000)
+
+
+def test_a_refusal_explains_a_bounded_few_in_the_same_statements_for_any_domain(registry: Registry) -> None:
+    with transaction(registry.factory) as s:
+        generate(s, Shape(versions=6, domains=2, patches=400, depth=6))
+    costs = {}
+    for domain in ("d0000", "d0001"):
+        with (
+            counted(registry.engine) as statements,
+            pytest.raises(NotFound) as refused,
+            transaction(registry.factory) as s,
+        ):
+            resolve.resolve_patch(s, domain, "synth:v6", method="full")  # no full patch anywhere
+        costs[domain] = len(statements)
+        detail = refused.value.detail
+        with transaction(registry.factory) as s:
+            in_domain = len(patches.list_patches(s, domain))
+        assert in_domain > 150  # a busy domain: far more than a refusal names
+        assert (
+            len(detail["patches"]) == resolve.MAX_LISTED and detail["more"] == in_domain - resolve.MAX_LISTED
+        )
+        assert f"; +{detail['more']} more (patchreg patch list --domain {domain})" in refused.value.message
+        assert all(p["why"].startswith("synth:v") for p in detail["patches"])
+    assert costs["d0000"] == costs["d0001"] <= 9, costs
