@@ -96,7 +96,7 @@ class Backend(Protocol):
     def compat(self, patch_id: str, base: str) -> VerdictRead: ...
     def serving(self, patch_id: str, base: str, approximate: int | None) -> list[ServingRead]: ...
     def queue_port(self, patch_id: str, base: str) -> JobRead: ...
-    def matrix(self, family: str, domain: str | None) -> CompatMatrix: ...
+    def matrix(self, family: str, domain: str | None, limit: int | None) -> tuple[CompatMatrix, bool]: ...
     def list_aliases(self, domain: str | None) -> list[AliasRead]: ...
     def set_alias(self, domain: str, base: str, name: str, patch_id: str) -> AliasRead: ...
     def list_jobs(self, status: str | None, kind: str | None, limit: int) -> list[JobRead]: ...
@@ -268,11 +268,19 @@ class LocalBackend:
         with self.app.transaction() as s:
             return port_sources.enqueue_port(s, patch_id, base)[0]
 
-    def matrix(self, family: str, domain: str | None) -> CompatMatrix:
+    def matrix(self, family: str, domain: str | None, limit: int | None) -> tuple[CompatMatrix, bool]:
         from registry.services import matrix
 
         with self.app.transaction() as s:
-            return matrix.compat_matrix(s, family, domain)
+            first: list[CompatMatrix] = []
+
+            def pager(size: int, cursor: str | None) -> tuple[list[Any], str | None]:
+                table = matrix.compat_matrix(s, family, domain, limit=size, cursor=cursor)
+                first[:] = first or [table]
+                return table.rows, table.next_cursor
+
+            rows, more = collect(pager, limit)
+        return first[0].model_copy(update={"rows": rows, "next_cursor": None}), more
 
     def list_aliases(self, domain: str | None) -> list[AliasRead]:
         from registry.services import aliases

@@ -111,13 +111,19 @@ def compat() -> None:
 @compat.command("matrix")
 @click.argument("family")
 @click.option("--domain", metavar="D", help="Only patches of this domain.")
+@click.option(
+    "--limit", type=click.IntRange(min=1), default=100, show_default=True, help="Show the first N rows."
+)
+@click.option("--all", "show_all", is_flag=True, help="Show every row (fetched page by page).")
 @json_flag
 @pass_app
-def matrix(app: AppContext, family: str, domain: str | None) -> None:
-    """Each source patch of FAMILY (rows) on each version (columns): source, ported status,
-    incompatible, compatible but not ported, or not checked."""
-    table = app.backend.matrix(family, domain)
+def matrix(app: AppContext, family: str, domain: str | None, limit: int, show_all: bool) -> None:
+    """Each source patch of FAMILY (rows, by domain then age) on each version (columns): source,
+    ported status, incompatible, compatible but not ported, or not checked."""
+    table, more = app.backend.matrix(family, domain, None if show_all else limit)
     emit(app.json_output, table, lambda: _print_matrix(table))
+    if more:  # on stderr, so --json output stays the matrix
+        click.echo(f"showing the first {limit} rows; more match: --limit N or --all", err=True)
 
 
 def _print_matrix(table: CompatMatrix) -> None:

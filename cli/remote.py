@@ -113,8 +113,16 @@ class RemoteBackend:
     def queue_port(self, patch_id: str, base: str) -> JobRead:
         return _without_debug(self.client.port(patch_id, base))
 
-    def matrix(self, family: str, domain: str | None) -> CompatMatrix:
-        return self.client.matrix(family, domain)
+    def matrix(self, family: str, domain: str | None, limit: int | None) -> tuple[CompatMatrix, bool]:
+        first: list[CompatMatrix] = []
+
+        def pager(size: int, cursor: str | None) -> tuple[list[Any], str | None]:
+            table = self.client.matrix_page(family, domain, limit=size, cursor=cursor)
+            first[:] = first or [table]
+            return table.rows, table.next_cursor
+
+        rows, more = collect(pager, limit)
+        return first[0].model_copy(update={"rows": rows, "next_cursor": None}), more
 
     def list_aliases(self, domain: str | None) -> list[AliasRead]:
         return self.client.list_aliases(domain)

@@ -243,9 +243,22 @@ class Client:
         path = f"/v1/patches/{_seg(patch_id)}/compat"
         return self._one(VerdictRead, "POST", path, params={"base": base})
 
-    def matrix(self, family: str, domain: str | None = None) -> CompatMatrix:
-        params = _query(domain=domain)
+    def matrix_page(
+        self, family: str, domain: str | None = None, *, limit: int = 100, cursor: str | None = None
+    ) -> CompatMatrix:
+        """One page of the family's matrix (`next_cursor`: where the next starts, None: the last)."""
+        params = _query(domain=domain, limit=limit, cursor=cursor)
         return self._one(CompatMatrix, "GET", f"/v1/families/{_seg(family)}/matrix", params=params)
+
+    def matrix(self, family: str, domain: str | None = None, *, limit: int | None = None) -> CompatMatrix:
+        """The family's matrix: every row (page after page), or the first `limit`."""
+        table = self.matrix_page(family, domain, limit=MAX_PAGE if limit is None else min(MAX_PAGE, limit))
+        rows = list(table.rows)
+        while table.next_cursor is not None and (limit is None or len(rows) < limit):
+            size = MAX_PAGE if limit is None else min(MAX_PAGE, limit - len(rows))
+            table = self.matrix_page(family, domain, limit=size, cursor=table.next_cursor)
+            rows += table.rows
+        return table.model_copy(update={"rows": rows})
 
     def serving(self, patch_id: str, base: str, approximate: int | None = None) -> list[ServingRead]:
         """How PEFT and each serving engine load the patch on `base` (`compat --serving`)."""

@@ -34,15 +34,20 @@ def check_limit(limit: int | None) -> int:
     return limit
 
 
-def encode(created_at: datetime, row_id: str) -> str:
-    raw = json.dumps([created_at.isoformat(), row_id], separators=(",", ":")).encode()
+def encode(*key: datetime | str) -> str:
+    """The cursor after a row whose sort key is `key` (strings and datetimes)."""
+    parts = [["t", v.isoformat()] if isinstance(v, datetime) else ["s", v] for v in key]
+    raw = json.dumps(parts, separators=(",", ":")).encode()
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
-def decode(cursor: str) -> tuple[datetime, str]:
+def decode(cursor: str, arity: int) -> list[datetime | str]:
+    """The sort key a cursor carries; InvalidInput for anything a page did not return."""
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        when, row_id = json.loads(raw)
-        return datetime.fromisoformat(when), str(row_id)
+        parts = json.loads(raw)
+        if not isinstance(parts, list) or len(parts) != arity:
+            raise ValueError("wrong length")
+        return [datetime.fromisoformat(v) if kind == "t" else str(v) for kind, v in parts]
     except (binascii.Error, ValueError, TypeError, UnicodeDecodeError):
         raise InvalidInput(f"invalid cursor {cursor[:40]!r}: pass back the one a page returned") from None

@@ -207,6 +207,7 @@ class CompatMatrix(Schema):
     domain: str | None
     versions: list[str]  # "family:version", in creation order
     rows: list[MatrixRow]
+    next_cursor: str | None = None  # a page of rows: where the next one starts (None: the last)
 
 
 class JobRead(Schema):

@@ -9,16 +9,29 @@ ported"), else "not checked". Verdicts are read, never computed here: this stays
 
 from __future__ import annotations
 
-from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy import or_, select, tuple_
+from sqlalchemy.orm import Session, joinedload
 
+from registry import pagination
 from registry.models import BaseVersion, CompatVerdict, Domain, Patch
 from registry.schemas import CompatMatrix, MatrixCell, MatrixRow
 from registry.services.lookup import base_ref, get_domain, get_family
 from registry.services.port_sources import patch_label
 
 
-def compat_matrix(session: Session, family: str, domain: str | None = None) -> CompatMatrix:
+def compat_matrix(
+    session: Session,
+    family: str,
+    domain: str | None = None,
+    *,
+    limit: int | None = None,
+    cursor: str | None = None,
+) -> CompatMatrix:
+    """The matrix, or one page of its rows (`limit` sources after `cursor`, by domain, then age).
+
+    Five statements whatever the family's size: its versions, the page's sources, their ported
+    descendants (a recursive CTE), and the verdicts of both; ids travel as subqueries, never as
+    lists of parameters (PostgreSQL takes at most 65,535)."""
     family_row = get_family(session, family)
     domain_id = get_domain(session, domain).id if domain is not None else None
     versions = list(
@@ -29,31 +42,62 @@ def compat_matrix(session: Session, family: str, domain: str | None = None) -> C
         )
     )
     order = {v.id: i for i, v in enumerate(versions)}
-    stmt = select(Patch).join(Domain).where(Patch.base_version_id.in_(order))
+    page = (
+        select(Patch)
+        .join(Domain)
+        .where(Patch.base_version_id.in_(order), Patch.origin != "ported")
+        .order_by(Domain.name, Patch.created_at, Patch.id)
+    )
     if domain_id is not None:
-        stmt = stmt.where(Patch.domain_id == domain_id)
-    patches = list(session.scalars(stmt))
+        page = page.where(Patch.domain_id == domain_id)
+    if cursor is not None:
+        name, created_at, last_id = pagination.decode(cursor, 3)
+        page = page.where(tuple_(Domain.name, Patch.created_at, Patch.id) > tuple_(name, created_at, last_id))
+    size = pagination.check_limit(limit) if limit is not None else None
+    if size is not None:
+        page = page.limit(size + 1)
+    sources = list(
+        session.scalars(
+            page.options(
+                joinedload(Patch.domain), joinedload(Patch.base_version).joinedload(BaseVersion.family)
+            )
+        )
+    )
+    next_cursor = None
+    if size is not None and len(sources) > size:
+        sources = sources[:size]
+        last = sources[-1]
+        next_cursor = pagination.encode(last.domain.name, last.created_at, last.id)
+    page_ids = select(page.subquery().c.id)  # (with the one row past the page: harmless)
+
+    first = select(Patch.id).where(Patch.parent_id.in_(page_ids), Patch.origin == "ported")
+    top = first.cte("copies", recursive=True)
+    copies_cte = top.union_all(
+        select(Patch.id).join(top, Patch.parent_id == top.c.id).where(Patch.origin == "ported")
+    )
+    copies = list(session.scalars(select(Patch).where(Patch.id.in_(select(copies_cte.c.id)))))
     children: dict[str, list[Patch]] = {}
-    for p in patches:
-        if p.origin == "ported" and p.parent_id is not None:
+    for p in copies:
+        if p.parent_id is not None:
             children.setdefault(p.parent_id, []).append(p)
-    # The verdicts of those patches, selected by the same filters (a join, not a list of ids:
-    # PostgreSQL refuses more than 65,535 parameters, which 100k patches would need).
-    listed = select(Patch.id).where(Patch.base_version_id.in_(order))
-    if domain_id is not None:
-        listed = listed.where(Patch.domain_id == domain_id)
     verdicts = {
         (v.patch_id, v.base_version_id): v
-        for v in session.scalars(select(CompatVerdict).where(CompatVerdict.patch_id.in_(listed)))
+        for v in session.scalars(
+            select(CompatVerdict).where(
+                or_(
+                    CompatVerdict.patch_id.in_(page_ids),
+                    CompatVerdict.patch_id.in_(select(copies_cte.c.id)),
+                )
+            )
+        )
     }
-
-    sources = sorted(
-        (p for p in patches if p.origin != "ported"),
-        key=lambda p: (p.domain.name, order[p.base_version_id], p.created_at, p.id),
-    )
     rows = [_row(p, versions, children, verdicts) for p in sources]
     return CompatMatrix(
-        family=family_row.name, domain=domain, versions=[base_ref(v) for v in versions], rows=rows
+        family=family_row.name,
+        domain=domain,
+        versions=[base_ref(v) for v in versions],
+        rows=rows,
+        next_cursor=next_cursor,
     )
 
 

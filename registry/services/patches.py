@@ -205,7 +205,7 @@ def page_patches(
     size = check_limit(limit)
     stmt = _listed(session, domain, base, status)
     if cursor is not None:
-        created_at, last_id = pagination.decode(cursor)
+        created_at, last_id = pagination.decode(cursor, 2)
         stmt = stmt.where(tuple_(Patch.created_at, Patch.id) > tuple_(created_at, last_id))
     rows = list(session.scalars(stmt.limit(size + 1)))
     more = len(rows) > size

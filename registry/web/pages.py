@@ -32,6 +32,7 @@ from registry.web.render import HtmlRoute, page
 from registry.web.session import current_viewer
 
 router = APIRouter(route_class=HtmlRoute, include_in_schema=False)
+MATRIX_PAGE = 100  # rows per page of the matrix
 FINGERPRINTS = (
     ("architecture", "arch_fingerprint"),
     ("tokenizer", "tokenizer_fingerprint"),
@@ -89,12 +90,16 @@ def family(request: Request, family: str) -> HTMLResponse:
 
 @router.get("/families/{family}/matrix", response_class=HTMLResponse)
 def family_matrix(
-    request: Request, family: str, domain: str | None = None, method: str | None = None
+    request: Request,
+    family: str,
+    domain: str | None = None,
+    method: str | None = None,
+    cursor: str | None = None,
 ) -> HTMLResponse:
     viewer = current_viewer(request)
     with viewer.context.transaction() as s:
-        table = matrix.compat_matrix(s, family, domain or None)
-        all_rows = matrix.compat_matrix(s, family).rows
+        table = matrix.compat_matrix(s, family, domain or None, limit=MATRIX_PAGE, cursor=cursor or None)
+        all_rows = table.rows if not domain else matrix.compat_matrix(s, family, limit=MATRIX_PAGE).rows
         # the gate's sentence for each patch in a cell (why it is validated or degraded)
         gates = {
             p.id: str(p.metrics["gate"])

@@ -12,7 +12,7 @@ from sqlalchemy import Engine, event
 from bench.synthetic import Shape, generate
 from core.errors import InvalidInput, NotFound
 from registry.db import transaction
-from registry.services import lineage, patches, resolve
+from registry.services import lineage, matrix, patches, resolve
 from tests.conftest import Registry
 
 
@@ -104,3 +104,30 @@ def test_a_refusal_explains_a_bounded_few_in_the_same_statements_for_any_domain(
         assert f"; +{detail['more']} more (patchreg patch list --domain {domain})" in refused.value.message
         assert all(p["why"].startswith("synth:v") for p in detail["patches"])
     assert costs["d0000"] == costs["d0001"] <= 9, costs
+
+
+def test_matrix_pages_cost_the_same_and_add_up_to_the_whole(registry: Registry) -> None:
+    with transaction(registry.factory) as s:
+        generate(s, Shape(versions=5, domains=3, patches=240, depth=5))
+    costs = {}
+    with transaction(registry.factory) as s:
+        whole = matrix.compat_matrix(s, "synth")
+        assert whole.next_cursor is None and len(whole.rows) > 30
+        for size in (5, 30):
+            with counted(registry.engine) as statements:
+                first = matrix.compat_matrix(s, "synth", limit=size)
+                deeper = matrix.compat_matrix(s, "synth", limit=size, cursor=first.next_cursor)
+            costs[size] = len(statements)
+            assert [r.patch_id for r in first.rows + deeper.rows] == [
+                r.patch_id for r in whole.rows[: 2 * size]
+            ]
+            assert [r.model_dump() for r in first.rows] == [r.model_dump() for r in whole.rows[:size]]
+        walked, cursor = [], None
+        while True:
+            table = matrix.compat_matrix(s, "synth", limit=7, cursor=cursor)
+            walked += table.rows
+            if table.next_cursor is None:
+                break
+            cursor = table.next_cursor
+        assert [r.model_dump() for r in walked] == [r.model_dump() for r in whole.rows]
+    assert costs[5] == costs[30] <= 12, costs

@@ -5,11 +5,12 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Response
+from fastapi import APIRouter, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from core.serving import MAX_RANK
 from registry.api.auth import Reader, Writer
+from registry.pagination import DEFAULT_LIMIT, MAX_LIMIT
 from registry.schemas import CompatMatrix, JobRead, ServingRead, VerdictRead
 from registry.services import compat, matrix, port_sources, serving
 
@@ -39,9 +40,24 @@ def record_compat(patch_id: str, base: str, ctx: Writer) -> VerdictRead:
 
 
 @router.get("/families/{family}/matrix")
-def family_matrix(family: str, ctx: Reader, domain: str | None = None) -> CompatMatrix:
+def family_matrix(
+    family: str,
+    ctx: Reader,
+    request: Request,
+    response: Response,
+    domain: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = DEFAULT_LIMIT,
+    cursor: str | None = None,
+) -> CompatMatrix:
+    """One page of rows (source patches by domain, then age). When more follow, `next_cursor` in
+    the body, `Link: <…>; rel="next"` and `X-Next-Cursor` say where the next page starts."""
     with ctx.transaction() as s:
-        return matrix.compat_matrix(s, family, domain)
+        table = matrix.compat_matrix(s, family, domain, limit=limit, cursor=cursor)
+    if table.next_cursor is not None:
+        following = request.url.include_query_params(cursor=table.next_cursor, limit=limit)
+        response.headers["Link"] = f'<{following.path}?{following.query}>; rel="next"'
+        response.headers["X-Next-Cursor"] = table.next_cursor
+    return table
 
 
 @router.post("/patches/{patch_id}/port", status_code=201, responses={200: {"description": "Already queued"}})

@@ -49,3 +49,18 @@ def test_the_cli_shows_a_page_and_says_when_more_match(api: Api) -> None:
     assert two.stderr == "showing the first 2 patches; more match: --limit N or --all\n"
     every = runner.invoke(cli, [*base, "--all", "--json"])
     assert every.exit_code == 0 and len(json.loads(every.stdout)) == 5 and every.stderr == ""
+
+
+def test_the_matrix_by_pages(api: Api) -> None:
+    with transaction(api.registry.factory) as s:
+        generate(s, Shape(versions=3, domains=2, patches=30, depth=3))
+    first = api.get("/v1/families/synth/matrix", params={"limit": 4})
+    body = first.json()
+    assert len(body["rows"]) == 4 and body["next_cursor"] == first.headers["x-next-cursor"]
+    following = first.headers["link"]
+    rest = api.ok("GET", following[1 : following.index(">")])
+    everything = api.ok("GET", "/v1/families/synth/matrix", params={"limit": 1000})
+    assert everything["next_cursor"] is None
+    assert [r["patch_id"] for r in body["rows"] + rest["rows"]] == [
+        r["patch_id"] for r in everything["rows"][: 4 + len(rest["rows"])]
+    ]
