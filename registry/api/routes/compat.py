@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from core.serving import MAX_RANK
 from registry.api.auth import Reader, Writer
+from registry.api.paging import link_next
 from registry.pagination import DEFAULT_LIMIT, MAX_LIMIT
 from registry.schemas import CompatMatrix, JobRead, ServingRead, VerdictRead
 from registry.services import compat, matrix, port_sources, serving
@@ -53,10 +54,7 @@ def family_matrix(
     the body, `Link: <…>; rel="next"` and `X-Next-Cursor` say where the next page starts."""
     with ctx.transaction() as s:
         table = matrix.compat_matrix(s, family, domain, limit=limit, cursor=cursor)
-    if table.next_cursor is not None:
-        following = request.url.include_query_params(cursor=table.next_cursor, limit=limit)
-        response.headers["Link"] = f'<{following.path}?{following.query}>; rel="next"'
-        response.headers["X-Next-Cursor"] = table.next_cursor
+    link_next(request, response, table.next_cursor, limit)
     return table
 
 

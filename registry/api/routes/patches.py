@@ -15,6 +15,7 @@ from core.vocab import PATCH_STATUSES
 from registry.api.auth import Reader, Writer
 from registry.api.deps import RequestContext
 from registry.api.downloads import serve_blob
+from registry.api.paging import link_next
 from registry.api.uploads import Form, multipart_doc, receive_form
 from registry.pagination import DEFAULT_LIMIT, MAX_LIMIT
 from registry.schemas import EvaluationRead, Lineage, PatchRead
@@ -62,10 +63,7 @@ def list_patches(
     `X-Next-Cursor` say where the next page starts; the last page has neither."""
     with ctx.transaction() as s:
         page = patches.page_patches(s, domain, base, status, limit=limit, cursor=cursor)
-    if page.next_cursor is not None:
-        following = request.url.include_query_params(cursor=page.next_cursor, limit=limit)
-        response.headers["Link"] = f'<{following.path}?{following.query}>; rel="next"'
-        response.headers["X-Next-Cursor"] = page.next_cursor
+    link_next(request, response, page.next_cursor, limit)
     return page.items
 
 
