@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from cli.context import AppContext, json_flag, pass_app
+from cli.listing import page_options, rows_of
 from cli.output import emit, print_table
 
 
@@ -27,12 +28,13 @@ def set_(app: AppContext, domain: str, base_ref: str, name: str, patch_id: str) 
 
 
 @alias.command("list")
-@click.option("--domain", metavar="D")
+@click.option("--domain", metavar="D", help="Only this domain.")
+@page_options(100, "by domain and name")
 @json_flag
 @pass_app
-def list_(app: AppContext, domain: str | None) -> None:
+def list_(app: AppContext, domain: str | None, limit: int, show_all: bool) -> None:
     """List aliases."""
-    rows = app.backend.list_aliases(domain)
+    rows, note = rows_of(app, "aliases", limit, show_all, domain=domain)
     columns = [
         ("DOMAIN", "domain"),
         ("BASE", "base"),
@@ -41,3 +43,4 @@ def list_(app: AppContext, domain: str | None) -> None:
         ("UPDATED", "updated_at"),
     ]
     emit(app.json_output, rows, lambda: print_table(rows, columns, empty="no aliases"))
+    note()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from cli.context import AppContext, json_flag, pass_app
+from cli.listing import page_options, rows_of
 from cli.output import emit, print_table
 
 
@@ -20,15 +21,13 @@ def _detail(detail: dict[str, object]) -> str:
 
 
 @click.command()
-@click.option(
-    "--limit", default=50, show_default=True, type=click.IntRange(1, 10_000), help="Newest N events."
-)
 @click.option("--subject", help="Only events about this subject (e.g. tiny:v1).")
+@page_options(50, "newest first")
 @json_flag
 @pass_app
-def audit(app: AppContext, limit: int, subject: str | None) -> None:
+def audit(app: AppContext, subject: str | None, limit: int, show_all: bool) -> None:
     """Show who did what, newest first."""
-    rows = app.backend.audit(limit, subject)
+    rows, note = rows_of(app, "audit", limit, show_all, subject=subject)
     table = [{**r.model_dump(), "detail": _detail(r.detail)} for r in rows]
     columns = [
         ("AT", "at"),
@@ -38,3 +37,4 @@ def audit(app: AppContext, limit: int, subject: str | None) -> None:
         ("DETAIL", "detail"),
     ]
     emit(app.json_output, rows, lambda: print_table(table, columns, empty="no events"))
+    note()

@@ -16,7 +16,6 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from registry.schemas import (
     AliasRead,
-    AuditEventRead,
     BaseVersionDetail,
     BaseVersionRead,
     CompatMatrix,
@@ -47,8 +46,14 @@ class Fetched:
     export: dict[str, Any]
 
 
-Pager = Callable[[int, str | None], tuple[list[Any], str | None]]
+PageRows = tuple[list[Any], str | None]  # a page's rows and the cursor of the next (None: the last)
+Pager = Callable[[int, str | None], PageRows]
 PAGE = 1000  # the largest page the registry serves (`registry.pagination.MAX_LIMIT`)
+
+
+def listing(backend: Backend, name: str, limit: int | None, **filters: Any) -> tuple[list[Any], bool]:
+    """The first `limit` rows of the list `name` (every row when None), and whether more exist."""
+    return collect(lambda size, cursor: backend.page(name, size, cursor, **filters), limit)
 
 
 def collect(pager: Pager, limit: int | None) -> tuple[list[Any], bool]:
@@ -67,18 +72,13 @@ def collect(pager: Pager, limit: int | None) -> tuple[list[Any], bool]:
 
 
 class Backend(Protocol):
-    def list_bases(self, family: str | None) -> list[BaseVersionRead]: ...
+    def page(self, listing: str, size: int, cursor: str | None, **filters: Any) -> PageRows: ...
     def show_base(self, ref: str) -> BaseVersionDetail: ...
     def register_base(self, ref: str, source: str, parent: str | None, progress: Any) -> BaseVersionRead: ...
-    def list_domains(self) -> list[DomainRead]: ...
     def create_domain(self, name: str, description: str) -> DomainRead: ...
-    def list_datasets(self, domain: str | None) -> list[DatasetRead]: ...
     def upload_dataset(
         self, domain: str, name: str, file: Path, role: str, available_until: date | None
     ) -> DatasetRead: ...
-    def list_patches(
-        self, domain: str | None, base: str | None, status: str | None, limit: int | None
-    ) -> tuple[list[PatchRead], bool]: ...
     def show_patch(self, patch_id: str) -> PatchRead: ...
     def upload_patch(self, path: Path, domain: str, base: str) -> PatchRead: ...
     def lineage(self, patch_id: str) -> Lineage: ...
@@ -97,9 +97,7 @@ class Backend(Protocol):
     def serving(self, patch_id: str, base: str, approximate: int | None) -> list[ServingRead]: ...
     def queue_port(self, patch_id: str, base: str) -> JobRead: ...
     def matrix(self, family: str, domain: str | None, limit: int | None) -> tuple[CompatMatrix, bool]: ...
-    def list_aliases(self, domain: str | None) -> list[AliasRead]: ...
     def set_alias(self, domain: str, base: str, name: str, patch_id: str) -> AliasRead: ...
-    def list_jobs(self, status: str | None, kind: str | None, limit: int) -> list[JobRead]: ...
     def show_job(self, job_id: str, debug: bool) -> JobRead: ...
     def train(
         self,
@@ -115,8 +113,6 @@ class Backend(Protocol):
     ) -> JobRead: ...
     def cancel_job(self, job_id: str) -> JobRead: ...
     def retry_job(self, job_id: str) -> JobRead: ...
-    def audit(self, limit: int, subject: str | None) -> list[AuditEventRead]: ...
-    def list_tokens(self) -> list[TokenRead]: ...
     def create_token(self, name: str, scopes: list[str]) -> tuple[TokenRead, str]: ...
     def revoke_token(self, name: str) -> TokenRead: ...
 
@@ -127,11 +123,22 @@ class LocalBackend:
     def __init__(self, app: AppContext) -> None:
         self.app = app
 
-    def list_bases(self, family: str | None) -> list[BaseVersionRead]:
-        from registry.services import bases
+    def page(self, listing: str, size: int, cursor: str | None, **filters: Any) -> PageRows:
+        from registry.services import aliases, audit, bases, datasets, domains, jobs, patches, tokens
 
+        pagers: dict[str, Callable[..., Any]] = {
+            "bases": bases.page_bases,
+            "domains": domains.page_domains,
+            "datasets": datasets.page_datasets,
+            "patches": patches.page_patches,
+            "aliases": aliases.page_aliases,
+            "jobs": jobs.page_jobs,
+            "audit": audit.page_events,
+            "tokens": tokens.page_tokens,
+        }
         with self.app.transaction() as s:
-            return bases.list_bases(s, family)
+            page = pagers[listing](s, **filters, limit=size, cursor=cursor)
+        return page.items, page.next_cursor
 
     def show_base(self, ref: str) -> BaseVersionDetail:
         from registry.services import bases
@@ -145,23 +152,11 @@ class LocalBackend:
         with self.app.transaction() as s:
             return bases.register_base(s, ref, source, parent=parent, on_progress=progress)
 
-    def list_domains(self) -> list[DomainRead]:
-        from registry.services import domains
-
-        with self.app.transaction() as s:
-            return domains.list_domains(s)
-
     def create_domain(self, name: str, description: str) -> DomainRead:
         from registry.services import domains
 
         with self.app.transaction() as s:
             return domains.create_domain(s, name, description)
-
-    def list_datasets(self, domain: str | None) -> list[DatasetRead]:
-        from registry.services import datasets
-
-        with self.app.transaction() as s:
-            return datasets.list_datasets(s, domain)
 
     def upload_dataset(
         self, domain: str, name: str, file: Path, role: str, available_until: date | None
@@ -170,19 +165,6 @@ class LocalBackend:
 
         with self.app.transaction() as s:
             return datasets.add_dataset(s, self.app.store, domain, name, file, role, available_until)
-
-    def list_patches(
-        self, domain: str | None, base: str | None, status: str | None, limit: int | None
-    ) -> tuple[list[PatchRead], bool]:
-        from registry.services import patches
-
-        with self.app.transaction() as s:
-
-            def pager(size: int, cursor: str | None) -> tuple[list[PatchRead], str | None]:
-                page = patches.page_patches(s, domain, base, status, limit=size, cursor=cursor)
-                return page.items, page.next_cursor
-
-            return collect(pager, limit)
 
     def show_patch(self, patch_id: str) -> PatchRead:
         from registry.services import patches
@@ -274,7 +256,7 @@ class LocalBackend:
         with self.app.transaction() as s:
             first: list[CompatMatrix] = []
 
-            def pager(size: int, cursor: str | None) -> tuple[list[Any], str | None]:
+            def pager(size: int, cursor: str | None) -> PageRows:
                 table = matrix.compat_matrix(s, family, domain, limit=size, cursor=cursor)
                 first[:] = first or [table]
                 return table.rows, table.next_cursor
@@ -282,23 +264,11 @@ class LocalBackend:
             rows, more = collect(pager, limit)
         return first[0].model_copy(update={"rows": rows, "next_cursor": None}), more
 
-    def list_aliases(self, domain: str | None) -> list[AliasRead]:
-        from registry.services import aliases
-
-        with self.app.transaction() as s:
-            return aliases.list_aliases(s, domain)
-
     def set_alias(self, domain: str, base: str, name: str, patch_id: str) -> AliasRead:
         from registry.services import aliases
 
         with self.app.transaction() as s:
             return aliases.set_alias(s, domain, base, name, patch_id)
-
-    def list_jobs(self, status: str | None, kind: str | None, limit: int) -> list[JobRead]:
-        from registry.services import jobs
-
-        with self.app.transaction() as s:
-            return jobs.list_jobs(s, status=status, kind=kind, limit=limit)
 
     def show_job(self, job_id: str, debug: bool) -> JobRead:
         from registry.services import jobs
@@ -323,18 +293,6 @@ class LocalBackend:
 
         with self.app.transaction() as s:
             return jobs.retry(s, job_id)
-
-    def audit(self, limit: int, subject: str | None) -> list[AuditEventRead]:
-        from registry.services import audit
-
-        with self.app.transaction() as s:
-            return audit.list_events(s, limit, subject)
-
-    def list_tokens(self) -> list[TokenRead]:
-        from registry.services import tokens
-
-        with self.app.transaction() as s:
-            return tokens.list_tokens(s)
 
     def create_token(self, name: str, scopes: list[str]) -> tuple[TokenRead, str]:
         from registry.services import tokens

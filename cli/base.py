@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from cli.context import AppContext, json_flag, pass_app
+from cli.listing import page_options, rows_of
 from cli.output import emit, print_fields, print_table
 from cli.progress import byte_progress
 from registry.schemas import ArchitectureRead, BaseVersionRead, MethodTargetsRead
@@ -58,13 +59,15 @@ def _said_registered(row: BaseVersionRead) -> None:
 
 @base.command("list")
 @click.option("--family", metavar="F", help="Only this family.")
+@page_options(100, "by family, oldest version first")
 @json_flag
 @pass_app
-def list_(app: AppContext, family: str | None) -> None:
+def list_(app: AppContext, family: str | None, limit: int, show_all: bool) -> None:
     """List base versions."""
-    rows = app.backend.list_bases(family)
+    rows, note = rows_of(app, "bases", limit, show_all, family=family)
     table = [{**r.model_dump(), "arch_short": r.arch_fingerprint[:12]} for r in rows]
     emit(app.json_output, rows, lambda: print_table(table, LIST_COLUMNS, empty="no base versions registered"))
+    note()
 
 
 @base.command("show")

@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from cli.context import AppContext, json_flag, pass_app
+from cli.listing import page_options, rows_of
 from cli.output import emit, print_table
 from core.rows import ROLES
 
@@ -57,11 +58,12 @@ def add(app: AppContext, domain: str, name: str, file: Path, role: str, availabl
 
 @dataset.command("list")
 @click.option("--domain", metavar="D", help="Only this domain.")
+@page_options(100, "by domain and name")
 @json_flag
 @pass_app
-def list_(app: AppContext, domain: str | None) -> None:
+def list_(app: AppContext, domain: str | None, limit: int, show_all: bool) -> None:
     """List datasets."""
-    rows = app.backend.list_datasets(domain)
+    rows, note = rows_of(app, "datasets", limit, show_all, domain=domain)
     table = [{**r.model_dump(), "digest": r.digest[:12]} for r in rows]
     columns = [
         ("DOMAIN", "domain"),
@@ -73,3 +75,4 @@ def list_(app: AppContext, domain: str | None) -> None:
         ("READABLE", "available"),
     ]
     emit(app.json_output, rows, lambda: print_table(table, columns, empty="no datasets"))
+    note()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from cli.context import AppContext, json_flag, pass_app
+from cli.listing import page_options, rows_of
 from cli.output import emit, print_table
 
 
@@ -25,11 +26,12 @@ def create(app: AppContext, name: str, description: str) -> None:
 
 
 @domain.command("list")
+@page_options(100, "by name")
 @json_flag
 @pass_app
-def list_(app: AppContext) -> None:
+def list_(app: AppContext, limit: int, show_all: bool) -> None:
     """List domains."""
-    rows = app.backend.list_domains()
+    rows, note = rows_of(app, "domains", limit, show_all)
     emit(
         app.json_output,
         rows,
@@ -39,3 +41,4 @@ def list_(app: AppContext) -> None:
             empty="no domains",
         ),
     )
+    note()

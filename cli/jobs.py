@@ -7,6 +7,7 @@ import json
 import click
 
 from cli.context import AppContext, json_flag, pass_app
+from cli.listing import page_options, rows_of
 from cli.output import emit, print_fields, print_table
 from core.vocab import JOB_KINDS, JOB_STATUSES
 from registry.schemas import JobRead
@@ -61,13 +62,14 @@ def jobs() -> None:
 @jobs.command("list")
 @click.option("--status", type=click.Choice(JOB_STATUSES), help="Only jobs in this state.")
 @click.option("--kind", type=click.Choice(JOB_KINDS), help="Only jobs of this kind.")
-@click.option("--limit", default=50, show_default=True, type=click.IntRange(min=1), help="At most this many.")
+@page_options(50, "newest first")
 @json_flag
 @pass_app
-def list_cmd(app: AppContext, status: str | None, kind: str | None, limit: int) -> None:
+def list_cmd(app: AppContext, status: str | None, kind: str | None, limit: int, show_all: bool) -> None:
     """Newest jobs first."""
-    rows = app.backend.list_jobs(status, kind, limit)
+    rows, note = rows_of(app, "jobs", limit, show_all, status=status, kind=kind)
     emit(app.json_output, rows, lambda: print_table([_row(j) for j in rows], COLUMNS, empty="no jobs"))
+    note()
 
 
 @jobs.command("show")

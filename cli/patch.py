@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from cli.context import AppContext, json_flag, pass_app
+from cli.listing import page_options, rows_of
 from cli.output import emit, print_fields, print_table
 from cli.patchfile import inspect_command
 from core.vocab import PATCH_STATUSES
@@ -52,31 +53,20 @@ def import_(app: AppContext, domain: str, base_ref: str, source: Path) -> None:
     )
 
 
-DEFAULT_LIST = 100
-
-
 @patch.command("list")
 @click.option("--domain", metavar="D", help="Only this domain.")
 @click.option("--base", "base_ref", metavar="FAMILY:VERSION", help="Only patches on this base version.")
 @click.option("--status", type=click.Choice(PATCH_STATUSES), help="Only patches with this status.")
-@click.option(
-    "--limit",
-    type=click.IntRange(min=1),
-    default=DEFAULT_LIST,
-    show_default=True,
-    help="Show the oldest N matching patches.",
-)
-@click.option("--all", "show_all", is_flag=True, help="Show every matching patch (fetched page by page).")
+@page_options(100, "oldest first")
 @json_flag
 @pass_app
 def list_(
     app: AppContext, domain: str | None, base_ref: str | None, status: str | None, limit: int, show_all: bool
 ) -> None:
     """List patches, oldest first: the first --limit of them, or --all."""
-    rows, more = app.backend.list_patches(domain, base_ref, status, None if show_all else limit)
+    rows, note = rows_of(app, "patches", limit, show_all, domain=domain, base=base_ref, status=status)
     emit(app.json_output, rows, lambda: print_table(rows, LIST_COLUMNS, empty="no patches"))
-    if more:  # on stderr, so --json output stays a list
-        click.echo(f"showing the first {limit} patches; more match: --limit N or --all", err=True)
+    note()
 
 
 @patch.command("show")

@@ -8,13 +8,12 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
-from cli.backend import Fetched, collect
+from cli.backend import Fetched, PageRows, collect
 from cli.credentials import Remote
 from client import Client
 from core.fetch import MANIFEST
 from registry.schemas import (
     AliasRead,
-    AuditEventRead,
     BaseVersionDetail,
     BaseVersionRead,
     CompatMatrix,
@@ -39,8 +38,10 @@ class RemoteBackend:
     def close(self) -> None:
         self.client.close()
 
-    def list_bases(self, family: str | None) -> list[BaseVersionRead]:
-        return self.client.list_bases(family)
+    def page(self, listing: str, size: int, cursor: str | None, **filters: Any) -> PageRows:
+        rows, following = self.client.page(listing, limit=size, cursor=cursor, **filters)
+        # an admin token gets every job's traceback; lists never show it (`jobs show --debug` does)
+        return ([_without_debug(j) for j in rows] if listing == "jobs" else rows), following
 
     def show_base(self, ref: str) -> BaseVersionDetail:
         return self.client.show_base(ref)
@@ -49,27 +50,13 @@ class RemoteBackend:
         """SOURCE is read by the server (hf://, or a path on the server's machine)."""
         return self.client.register_base(ref, source, parent)
 
-    def list_domains(self) -> list[DomainRead]:
-        return self.client.list_domains()
-
     def create_domain(self, name: str, description: str) -> DomainRead:
         return self.client.create_domain(name, description)
-
-    def list_datasets(self, domain: str | None) -> list[DatasetRead]:
-        return self.client.list_datasets(domain)
 
     def upload_dataset(
         self, domain: str, name: str, file: Path, role: str, available_until: date | None
     ) -> DatasetRead:
         return self.client.upload_dataset(domain, name, file, role, available_until)
-
-    def list_patches(
-        self, domain: str | None, base: str | None, status: str | None, limit: int | None
-    ) -> tuple[list[PatchRead], bool]:
-        def pager(size: int, cursor: str | None) -> tuple[list[PatchRead], str | None]:
-            return self.client.page_patches(domain, base, status, limit=size, cursor=cursor)
-
-        return collect(pager, limit)
 
     def show_patch(self, patch_id: str) -> PatchRead:
         return self.client.show_patch(patch_id)
@@ -116,7 +103,7 @@ class RemoteBackend:
     def matrix(self, family: str, domain: str | None, limit: int | None) -> tuple[CompatMatrix, bool]:
         first: list[CompatMatrix] = []
 
-        def pager(size: int, cursor: str | None) -> tuple[list[Any], str | None]:
+        def pager(size: int, cursor: str | None) -> PageRows:
             table = self.client.matrix_page(family, domain, limit=size, cursor=cursor)
             first[:] = first or [table]
             return table.rows, table.next_cursor
@@ -124,14 +111,8 @@ class RemoteBackend:
         rows, more = collect(pager, limit)
         return first[0].model_copy(update={"rows": rows, "next_cursor": None}), more
 
-    def list_aliases(self, domain: str | None) -> list[AliasRead]:
-        return self.client.list_aliases(domain)
-
     def set_alias(self, domain: str, base: str, name: str, patch_id: str) -> AliasRead:
         return self.client.set_alias(domain, base, name, patch_id)
-
-    def list_jobs(self, status: str | None, kind: str | None, limit: int) -> list[JobRead]:
-        return [_without_debug(j) for j in self.client.list_jobs(status, kind, limit)]
 
     def show_job(self, job_id: str, debug: bool) -> JobRead:
         """An admin token gets the traceback whether asked or not; show it only with --debug."""
@@ -146,12 +127,6 @@ class RemoteBackend:
 
     def retry_job(self, job_id: str) -> JobRead:
         return _without_debug(self.client.retry_job(job_id))
-
-    def audit(self, limit: int, subject: str | None) -> list[AuditEventRead]:
-        return self.client.audit(limit, subject)
-
-    def list_tokens(self) -> list[TokenRead]:
-        return self.client.list_tokens()
 
     def create_token(self, name: str, scopes: list[str]) -> tuple[TokenRead, str]:
         made = self.client.create_token(name, scopes)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from cli.context import AppContext, json_flag, pass_app
+from cli.listing import page_options, rows_of
 from cli.output import emit, print_table
 
 
@@ -37,14 +38,16 @@ def create(app: AppContext, name: str, scopes: str) -> None:
 
 
 @token.command("list")
+@page_options(100, "by name")
 @json_flag
 @pass_app
-def list_(app: AppContext) -> None:
+def list_(app: AppContext, limit: int, show_all: bool) -> None:
     """List tokens (names and scopes; secrets are never stored)."""
-    rows = app.backend.list_tokens()
+    rows, note = rows_of(app, "tokens", limit, show_all)
     table = [{**r.model_dump(), "scopes": ",".join(r.scopes)} for r in rows]
     columns = [("TOKEN", "name"), ("SCOPES", "scopes"), ("CREATED", "created_at"), ("REVOKED", "revoked_at")]
     emit(app.json_output, rows, lambda: print_table(table, columns, empty="no tokens"))
+    note()
 
 
 @token.command("revoke")

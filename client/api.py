@@ -45,6 +45,16 @@ from registry.schemas import (
 M = TypeVar("M", bound=BaseModel)
 FINISHED = tuple(s for s in JOB_STATUSES if s not in ("queued", "running"))
 MAX_PAGE = 1000  # the server's largest page (`registry.pagination.MAX_LIMIT`)
+LISTS: dict[str, tuple[str, type[BaseModel]]] = {  # the paged lists: path and row model
+    "bases": ("/v1/bases", BaseVersionRead),
+    "domains": ("/v1/domains", DomainRead),
+    "datasets": ("/v1/datasets", DatasetRead),
+    "patches": ("/v1/patches", PatchRead),
+    "aliases": ("/v1/aliases", AliasRead),
+    "jobs": ("/v1/jobs", JobRead),
+    "audit": ("/v1/audit", AuditEventRead),
+    "tokens": ("/v1/tokens", TokenRead),
+}
 PEFT_FILES = {"adapter_model": "adapter_model.safetensors", "adapter_config": "adapter_config.json"}
 
 
@@ -102,14 +112,37 @@ class Client:
     def _many(self, model: type[M], path: str, **params: Any) -> list[M]:
         return [model.model_validate(x) for x in self._t.json("GET", path, params=_query(**params))]
 
+    def page(
+        self, listing: str, *, limit: int = 100, cursor: str | None = None, **filters: Any
+    ) -> tuple[list[Any], str | None]:
+        """One page of a list (`bases`, `domains`, `datasets`, `patches`, `aliases`, `jobs`,
+        `audit`, `tokens`) and the cursor of the next page (None: the last)."""
+        if listing not in LISTS:
+            raise ValueError(f"no list {listing!r}: one of {', '.join(LISTS)}")
+        path, model = LISTS[listing]
+        response = self._t.send("GET", path, params=_query(**filters, limit=limit, cursor=cursor))
+        return [model.model_validate(x) for x in response.json()], response.headers.get("X-Next-Cursor")
+
+    def _every(self, listing: str, limit: int | None, **filters: Any) -> list[Any]:
+        """Every row of a list (page after page), or the first `limit`."""
+        found: list[Any] = []
+        cursor = None
+        while True:
+            size = MAX_PAGE if limit is None else min(MAX_PAGE, limit - len(found))
+            rows, cursor = self.page(listing, limit=size, cursor=cursor, **filters)
+            found += rows
+            if cursor is None or (limit is not None and len(found) >= limit):
+                return found
+
     def health(self) -> dict[str, str]:
         """`{"status": "ok", "schema": <revision>}`; DatabaseUnavailable/SchemaOutOfDate otherwise."""
         body: dict[str, str] = self._t.json("GET", "/healthz")
         return body
 
     # bases
-    def list_bases(self, family: str | None = None) -> list[BaseVersionRead]:
-        return self._many(BaseVersionRead, "/v1/bases", family=family)
+    def list_bases(self, family: str | None = None, *, limit: int | None = None) -> list[BaseVersionRead]:
+        """By family, oldest version first: every one, or the first `limit`."""
+        return self._every("bases", limit, family=family)
 
     def show_base(self, ref: str) -> BaseVersionDetail:
         return self._one(BaseVersionDetail, "GET", f"/v1/bases/{_seg(ref)}")
@@ -120,14 +153,16 @@ class Client:
         return self._one(BaseVersionRead, "POST", "/v1/bases", json=body)
 
     # domains and datasets
-    def list_domains(self) -> list[DomainRead]:
-        return self._many(DomainRead, "/v1/domains")
+    def list_domains(self, *, limit: int | None = None) -> list[DomainRead]:
+        """By name: every one, or the first `limit`."""
+        return self._every("domains", limit)
 
     def create_domain(self, name: str, description: str = "") -> DomainRead:
         return self._one(DomainRead, "POST", "/v1/domains", json={"name": name, "description": description})
 
-    def list_datasets(self, domain: str | None = None) -> list[DatasetRead]:
-        return self._many(DatasetRead, "/v1/datasets", domain=domain)
+    def list_datasets(self, domain: str | None = None, *, limit: int | None = None) -> list[DatasetRead]:
+        """By domain and name: every one, or the first `limit`."""
+        return self._every("datasets", limit, domain=domain)
 
     def upload_dataset(
         self, domain: str, name: str, file: Path | str, role: str, available_until: date | None = None
@@ -149,9 +184,7 @@ class Client:
         cursor: str | None = None,
     ) -> tuple[list[PatchRead], str | None]:
         """One page of patches, oldest first, and the cursor of the next page (None: the last)."""
-        params = _query(domain=domain, base=base, status=status, limit=limit, cursor=cursor)
-        response = self._t.send("GET", "/v1/patches", params=params)
-        return [PatchRead.model_validate(x) for x in response.json()], response.headers.get("X-Next-Cursor")
+        return self.page("patches", limit=limit, cursor=cursor, domain=domain, base=base, status=status)
 
     def list_patches(
         self,
@@ -162,14 +195,7 @@ class Client:
         limit: int | None = None,
     ) -> list[PatchRead]:
         """Patches oldest first: every one (page after page), or the first `limit`."""
-        found: list[PatchRead] = []
-        cursor = None
-        while True:
-            size = MAX_PAGE if limit is None else min(MAX_PAGE, limit - len(found))
-            page, cursor = self.page_patches(domain, base, status, limit=size, cursor=cursor)
-            found += page
-            if cursor is None or (limit is not None and len(found) >= limit):
-                return found
+        return self._every("patches", limit, domain=domain, base=base, status=status)
 
     def show_patch(self, patch_id: str) -> PatchRead:
         """A patch by id or unique id prefix."""
@@ -270,8 +296,9 @@ class Client:
         return self._one(JobRead, "POST", f"/v1/patches/{_seg(patch_id)}/port", json={"base": base})
 
     # aliases
-    def list_aliases(self, domain: str | None = None) -> list[AliasRead]:
-        return self._many(AliasRead, "/v1/aliases", domain=domain)
+    def list_aliases(self, domain: str | None = None, *, limit: int | None = None) -> list[AliasRead]:
+        """By domain and name: every one, or the first `limit`."""
+        return self._every("aliases", limit, domain=domain)
 
     def set_alias(self, domain: str, base: str, name: str, patch_id: str) -> AliasRead:
         path = f"/v1/aliases/{_seg(domain)}/{_seg(base)}/{_seg(name)}"
@@ -282,9 +309,10 @@ class Client:
 
     # jobs
     def list_jobs(
-        self, status: str | None = None, kind: str | None = None, limit: int = 100
+        self, status: str | None = None, kind: str | None = None, limit: int | None = 100
     ) -> list[JobRead]:
-        return self._many(JobRead, "/v1/jobs", status=status, kind=kind, limit=limit)
+        """Newest first: the first `limit` (None: every one)."""
+        return self._every("jobs", limit, status=status, kind=kind)
 
     def show_job(self, job_id: str) -> JobRead:
         return self._one(JobRead, "GET", f"/v1/jobs/{_seg(job_id)}")
@@ -344,15 +372,17 @@ class Client:
             time.sleep(poll_seconds)
 
     # audit and tokens
-    def audit(self, limit: int = 50, subject: str | None = None) -> list[AuditEventRead]:
-        return self._many(AuditEventRead, "/v1/audit", limit=limit, subject=subject)
+    def audit(self, limit: int | None = 50, subject: str | None = None) -> list[AuditEventRead]:
+        """Newest first: the first `limit` events (None: every one), of one `subject` if given."""
+        return self._every("audit", limit, subject=subject)
 
     def whoami(self) -> Identity:
         """The token this client sends, and its scopes (Unauthorized if the server rejects it)."""
         return self._one(Identity, "GET", "/v1/whoami")
 
-    def list_tokens(self) -> list[TokenRead]:
-        return self._many(TokenRead, "/v1/tokens")
+    def list_tokens(self, *, limit: int | None = None) -> list[TokenRead]:
+        """By name, revoked ones too: every one, or the first `limit` (admin scope)."""
+        return self._every("tokens", limit)
 
     def create_token(self, name: str, scopes: Sequence[str]) -> NewToken:
         """A new token; its secret is in this answer only (the server keeps a sha256)."""

@@ -10,6 +10,7 @@ from core.rows import ROLES
 
 DATASET_ROLES = ROLES
 PATCH_ORIGINS = ("trained", "ported", "retrained", "imported")
+SOURCE_ORIGINS = tuple(o for o in PATCH_ORIGINS if o != "ported")  # a matrix row's patch: not a copy
 PATCH_STATUSES = ("candidate", "validated", "degraded", "rejected", "deprecated")
 VERDICTS = ("compatible", "incompatible")
 JOB_KINDS = ("train", "importance", "port_all", "port", "evaluate")

@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     from alembic.config import Config
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
-HEAD = "0005"  # the newest migration's revision: bump it with every new migration
+HEAD = "0006"  # the newest migration's revision: bump it with every new migration
 
 
 def alembic_config(url: str) -> Config:

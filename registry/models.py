@@ -131,6 +131,7 @@ class Job(Base):
         CheckConstraint(_in("status", JOB_STATUSES), name="status"),
         Index("ix_jobs_status_lease", "status", "lease_until"),
         Index("ix_jobs_status_run_after", "status", "run_after"),
+        Index("ix_jobs_created", "created_at", "id"),  # the keyset of every page of jobs
     )
 
     id: Mapped[str] = mapped_column(String(12), primary_key=True, default=short_id)
@@ -160,6 +161,7 @@ class Patch(Base):
         CheckConstraint(_in("status", PATCH_STATUSES), name="status"),
         Index("ix_patches_resolve", "domain_id", "base_version_id", "status"),
         Index("ix_patches_created", "created_at", "id"),  # the keyset of every page of patches
+        Index("ix_patches_sources", "base_version_id", "origin"),  # a family's matrix rows
         # One ported copy per (source, target base), even when two workers race to make it.
         Index(
             "uq_patches_port",
@@ -241,6 +243,7 @@ class AuditEvent(Base):
     """Append-only: services add rows, nothing updates or deletes them."""
 
     __tablename__ = "audit_events"
+    __table_args__ = (Index("ix_audit_subject", "subject", "id"),)  # one subject's trail, newest first
 
     id: Mapped[int] = mapped_column(primary_key=True)
     at: Mapped[datetime] = mapped_column(default=utcnow, index=True)

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy import Select, select
+from sqlalchemy.orm import Session, joinedload
 
 from core.errors import InvalidInput, NotFound
+from registry import pagination
 from registry.conflicts import insert_or_ignore
 from registry.models import Alias, BaseVersion, Domain
+from registry.pagination import Page
 from registry.schemas import AliasRead
 from registry.services import audit
 from registry.services.lookup import base_ref, check_name, get_base_version, get_domain, get_patch
@@ -54,16 +56,41 @@ def resolve_alias(session: Session, domain: str, base: str, name: str) -> str | 
     )
 
 
-def list_aliases(session: Session, domain: str | None = None) -> list[AliasRead]:
+ALIASES_ORDER = (Domain.name, Alias.name, Alias.id)  # an alias name repeats across bases
+
+
+def _aliases(session: Session, domain: str | None) -> Select[tuple[Alias, BaseVersion, Domain]]:
     stmt = (
         select(Alias, BaseVersion, Domain)
         .join(BaseVersion, Alias.base_version_id == BaseVersion.id)
         .join(Domain, Alias.domain_id == Domain.id)
-        .order_by(Domain.name, Alias.name)
+        .options(joinedload(BaseVersion.family))
     )
     if domain is not None:
         stmt = stmt.where(Domain.name == get_domain(session, domain).name)
-    return [_read(alias, d.name, base_ref(version)) for alias, version, d in session.execute(stmt)]
+    return stmt
+
+
+def list_aliases(session: Session, domain: str | None = None) -> list[AliasRead]:
+    rows = session.execute(_aliases(session, domain).order_by(*ALIASES_ORDER))
+    return [_read(alias, d.name, base_ref(version)) for alias, version, d in rows]
+
+
+def page_aliases(
+    session: Session, domain: str | None = None, *, limit: int | None = None, cursor: str | None = None
+) -> Page[AliasRead]:
+    page = pagination.keyset(
+        session,
+        _aliases(session, domain),
+        ALIASES_ORDER,
+        lambda row: (row[2].name, row[0].name, row[0].id),
+        limit=limit,
+        cursor=cursor,
+        rows=True,
+    )
+    return Page(
+        [_read(alias, d.name, base_ref(version)) for alias, version, d in page.items], page.next_cursor
+    )
 
 
 def delete_alias(session: Session, domain: str, base: str, name: str) -> None:

@@ -5,13 +5,15 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy import Select, select
+from sqlalchemy.orm import Session, contains_eager, joinedload
 
 from core.errors import AlreadyExists, InvalidInput
+from registry import pagination
 from registry.conflicts import insert_or_ignore
 from registry.fingerprint import fingerprint_model_dir
 from registry.models import BaseFamily, BaseVersion
+from registry.pagination import Page
 from registry.schemas import BaseVersionDetail, BaseVersionRead
 from registry.services import architecture, audit, jobs
 from registry.services.lookup import base_ref, get_base_version, get_family, parse_base_ref
@@ -117,13 +119,37 @@ def _create_family(session: Session, name: str, architecture: str) -> BaseFamily
     return family
 
 
-def list_bases(session: Session, family: str | None = None) -> list[BaseVersionRead]:
+BASES_ORDER = (BaseFamily.name, BaseVersion.created_at, BaseVersion.id)  # by family, oldest first
+
+
+def _bases(session: Session, family: str | None) -> Select[tuple[BaseVersion]]:
+    parent = joinedload(BaseVersion.parent)
     stmt = (
-        select(BaseVersion).join(BaseFamily).order_by(BaseFamily.name, BaseVersion.created_at, BaseVersion.id)
+        select(BaseVersion)
+        .join(BaseFamily)
+        .options(contains_eager(BaseVersion.family), parent, parent.joinedload(BaseVersion.family))
     )
     if family is not None:
         stmt = stmt.where(BaseVersion.family_id == get_family(session, family).id)
-    return [to_read(v) for v in session.scalars(stmt)]
+    return stmt
+
+
+def list_bases(session: Session, family: str | None = None) -> list[BaseVersionRead]:
+    return [to_read(v) for v in session.scalars(_bases(session, family).order_by(*BASES_ORDER))]
+
+
+def page_bases(
+    session: Session, family: str | None = None, *, limit: int | None = None, cursor: str | None = None
+) -> Page[BaseVersionRead]:
+    page = pagination.keyset(
+        session,
+        _bases(session, family),
+        BASES_ORDER,
+        lambda v: (v.family.name, v.created_at, v.id),
+        limit=limit,
+        cursor=cursor,
+    )
+    return Page([to_read(v) for v in page.items], page.next_cursor)
 
 
 def show_base(session: Session, ref: str) -> BaseVersionDetail:

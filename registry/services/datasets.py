@@ -9,13 +9,15 @@ from __future__ import annotations
 from datetime import UTC, date, datetime
 from pathlib import Path
 
-from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy import Select, select
+from sqlalchemy.orm import Session, contains_eager, joinedload
 
 from core.errors import AlreadyExists, DataUnavailable, InvalidInput, NotFound
 from core.plans import EvalSet
 from core.rows import count_rows
+from registry import pagination
 from registry.models import Dataset, Domain
+from registry.pagination import Page
 from registry.schemas import DatasetRead
 from registry.services import artifacts, audit
 from registry.services.lookup import check_name, get_domain
@@ -87,11 +89,32 @@ def add_dataset(
     return to_read(row)
 
 
-def list_datasets(session: Session, domain: str | None = None) -> list[DatasetRead]:
-    stmt = select(Dataset).join(Domain).order_by(Domain.name, Dataset.name)
+DATASETS_ORDER = (Domain.name, Dataset.name)  # unique: a name is unique within its domain
+
+
+def _datasets(session: Session, domain: str | None) -> Select[tuple[Dataset]]:
+    stmt = select(Dataset).join(Domain).options(contains_eager(Dataset.domain), joinedload(Dataset.artifact))
     if domain is not None:
         stmt = stmt.where(Dataset.domain_id == get_domain(session, domain).id)
-    return [to_read(d) for d in session.scalars(stmt)]
+    return stmt
+
+
+def list_datasets(session: Session, domain: str | None = None) -> list[DatasetRead]:
+    return [to_read(d) for d in session.scalars(_datasets(session, domain).order_by(*DATASETS_ORDER))]
+
+
+def page_datasets(
+    session: Session, domain: str | None = None, *, limit: int | None = None, cursor: str | None = None
+) -> Page[DatasetRead]:
+    page = pagination.keyset(
+        session,
+        _datasets(session, domain),
+        DATASETS_ORDER,
+        lambda d: (d.domain.name, d.name),
+        limit=limit,
+        cursor=cursor,
+    )
+    return Page([to_read(d) for d in page.items], page.next_cursor)
 
 
 def readable_eval_sets(session: Session, store: ArtifactStore, domain: str) -> list[EvalSet]:

@@ -6,7 +6,9 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from core.errors import AlreadyExists
+from registry import pagination
 from registry.models import Domain
+from registry.pagination import Page
 from registry.schemas import DomainRead
 from registry.services import audit
 from registry.services.lookup import check_name
@@ -25,3 +27,12 @@ def create_domain(session: Session, name: str, description: str = "") -> DomainR
 
 def list_domains(session: Session) -> list[DomainRead]:
     return [DomainRead.model_validate(d) for d in session.scalars(select(Domain).order_by(Domain.name))]
+
+
+def page_domains(
+    session: Session, *, limit: int | None = None, cursor: str | None = None
+) -> Page[DomainRead]:
+    page = pagination.keyset(
+        session, select(Domain), (Domain.name,), lambda d: (d.name,), limit=limit, cursor=cursor
+    )
+    return Page([DomainRead.model_validate(d) for d in page.items], page.next_cursor)

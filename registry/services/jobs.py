@@ -14,14 +14,16 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import Select, and_, or_, select, update
 from sqlalchemy.orm import Session
 
 from core.errors import InvalidInput, InvalidState
 from core.vocab import JOB_KINDS, JOB_STATUSES
+from registry import pagination
 from registry.conflicts import insert_or_ignore
 from registry.db import utcnow
 from registry.models import Job, short_id
+from registry.pagination import Page
 from registry.schemas import JobRead
 from registry.services import audit
 from registry.services.lookup import by_id_prefix
@@ -256,15 +258,11 @@ def retry(session: Session, job_id: str) -> JobRead:
     return to_read(job)
 
 
-def list_jobs(
-    session: Session,
-    *,
-    status: str | None = None,
-    kind: str | None = None,
-    limit: int = 100,
-    debug: bool = False,
-) -> list[JobRead]:
-    stmt = select(Job).order_by(Job.created_at.desc(), Job.id).limit(limit)
+JOBS_ORDER = (Job.created_at, Job.id)  # walked newest first; ix_jobs_created
+
+
+def _jobs(status: str | None, kind: str | None) -> Select[tuple[Job]]:
+    stmt = select(Job)
     if status is not None:
         if status not in JOB_STATUSES:
             raise InvalidInput(f"invalid status {status!r}: expected one of {', '.join(JOB_STATUSES)}")
@@ -273,7 +271,41 @@ def list_jobs(
         if kind not in JOB_KINDS:
             raise InvalidInput(f"invalid job kind {kind!r}: expected one of {', '.join(JOB_KINDS)}")
         stmt = stmt.where(Job.kind == kind)
-    return [to_read(j, debug=debug) for j in session.scalars(stmt)]
+    return stmt
+
+
+def page_jobs(
+    session: Session,
+    *,
+    status: str | None = None,
+    kind: str | None = None,
+    limit: int | None = None,
+    cursor: str | None = None,
+    debug: bool = False,
+) -> Page[JobRead]:
+    """Jobs newest first; `debug` keeps each failure's traceback (admins only)."""
+    page = pagination.keyset(
+        session,
+        _jobs(status, kind),
+        JOBS_ORDER,
+        lambda j: (j.created_at, j.id),
+        limit=limit,
+        cursor=cursor,
+        descending=True,
+    )
+    return Page([to_read(j, debug=debug) for j in page.items], page.next_cursor)
+
+
+def list_jobs(
+    session: Session,
+    *,
+    status: str | None = None,
+    kind: str | None = None,
+    limit: int = 100,
+    debug: bool = False,
+) -> list[JobRead]:
+    """The newest `limit` jobs (internal callers; users get `page_jobs`)."""
+    return page_jobs(session, status=status, kind=kind, limit=limit, debug=debug).items
 
 
 def show_job(session: Session, job_id: str, *, debug: bool = False) -> JobRead:

@@ -9,7 +9,7 @@ cannot loop; the limit guards against a corrupted row).
 
 from __future__ import annotations
 
-from sqlalchemy import literal, select, tuple_
+from sqlalchemy import literal, select
 from sqlalchemy.orm import Session
 
 from registry.models import CompatVerdict, Patch
@@ -54,17 +54,19 @@ def lineage(session: Session, patch_id: str) -> Lineage:
         select(Patch).where(Patch.id.in_(ids)).options(*READ_OPTIONS).order_by(Patch.created_at, Patch.id)
     ).all()
     by_id = {p.id: p for p in rows}
-    pairs = [(p.parent_id, p.base_version_id) for p in rows if p.parent_id is not None]
+    parents = {p.parent_id for p in rows if p.parent_id is not None}
+    # by the primary key's first column (SQLite walks no index for a row-value IN list); a
+    # parent's verdicts on other bases come along and are simply not looked up
     verdicts = (
         {
             (v.patch_id, v.base_version_id): v.verdict
-            for v in session.scalars(
-                select(CompatVerdict).where(
-                    tuple_(CompatVerdict.patch_id, CompatVerdict.base_version_id).in_(pairs)
+            for v in session.execute(
+                select(CompatVerdict.patch_id, CompatVerdict.base_version_id, CompatVerdict.verdict).where(
+                    CompatVerdict.patch_id.in_(parents)
                 )
             )
         }
-        if pairs
+        if parents
         else {}
     )
     children: dict[str, list[Patch]] = {}

@@ -76,7 +76,11 @@ def by_id_prefix(session: Session, model: type[T], noun: str, id_or_prefix: str)
     if not re.fullmatch(r"[0-9a-f]{4,12}", prefix):
         raise InvalidInput(f"invalid {noun} id {id_or_prefix!r}: expected 4 to 12 hex digits")
     column = model.id  # type: ignore[attr-defined]
-    rows = session.scalars(select(model).where(column.startswith(prefix)).limit(6)).all()
+    # A range, not LIKE 'prefix%': both databases walk the primary key for it (SQLite's LIKE is
+    # case-insensitive and PostgreSQL's needs a C collation to use an index). Ids are lowercase
+    # hex, so every id with this prefix sorts between the prefix and the prefix + "g".
+    within = (column >= prefix) & (column < prefix + "g")
+    rows = session.scalars(select(model).where(within).order_by(column).limit(6)).all()
     if not rows:
         raise NotFound(f"no {noun} with id {prefix}")
     if len(rows) > 1:

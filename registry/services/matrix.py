@@ -9,9 +9,12 @@ ported"), else "not checked". Verdicts are read, never computed here: this stays
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy import or_, select, tuple_
 from sqlalchemy.orm import Session, joinedload
 
+from core.vocab import SOURCE_ORIGINS
 from registry import pagination
 from registry.models import BaseVersion, CompatVerdict, Domain, Patch
 from registry.schemas import CompatMatrix, MatrixCell, MatrixRow
@@ -45,7 +48,8 @@ def compat_matrix(
     page = (
         select(Patch)
         .join(Domain)
-        .where(Patch.base_version_id.in_(order), Patch.origin != "ported")
+        # equalities on both columns of ix_patches_sources: only sources are read, not their copies
+        .where(Patch.base_version_id.in_(order), Patch.origin.in_(SOURCE_ORIGINS))
         .order_by(Domain.name, Patch.created_at, Patch.id)
     )
     if domain_id is not None:
@@ -68,7 +72,9 @@ def compat_matrix(
         sources = sources[:size]
         last = sources[-1]
         next_cursor = pagination.encode(last.domain.name, last.created_at, last.id)
-    page_ids = select(page.subquery().c.id)  # (with the one row past the page: harmless)
+    # A page's ids travel as values (at most MAX_LIMIT of them), so the sorted page is read once;
+    # the whole matrix's as a subquery (it may hold more ids than PostgreSQL's 65,535 parameters).
+    page_ids: Any = [p.id for p in sources] if size is not None else select(page.subquery().c.id)
 
     first = select(Patch.id).where(Patch.parent_id.in_(page_ids), Patch.origin == "ported")
     top = first.cte("copies", recursive=True)

@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Select, insert, select, tuple_
+from sqlalchemy import Select, insert, select
 from sqlalchemy.orm import Session, joinedload
 
 from core.errors import InvalidInput
@@ -18,7 +18,7 @@ from registry import pagination
 from registry.conflicts import insert_or_ignore
 from registry.db import utcnow
 from registry.models import BaseVersion, Dataset, Patch, short_id
-from registry.pagination import Page, check_limit
+from registry.pagination import Page
 from registry.schemas import PatchRead
 from registry.services import artifacts, audit
 from registry.services.architecture import runtime_shapes
@@ -171,9 +171,9 @@ READ_OPTIONS = (
 
 
 def _listed(session: Session, domain: str | None, base: str | None, status: str | None) -> Select[Patch]:
-    """Patches matching the filters, oldest first, with everything `to_read` shows loaded in the
-    same statement (no query per row)."""
-    stmt = select(Patch).options(*READ_OPTIONS).order_by(Patch.created_at, Patch.id)
+    """Patches matching the filters, with everything `to_read` shows loaded in the same statement
+    (no query per row); LISTED_ORDER is their order."""
+    stmt = select(Patch).options(*READ_OPTIONS)
     if domain is not None:
         stmt = stmt.where(Patch.domain_id == get_domain(session, domain).id)
     if base is not None:
@@ -185,11 +185,16 @@ def _listed(session: Session, domain: str | None, base: str | None, status: str 
     return stmt
 
 
+LISTED_ORDER = (Patch.created_at, Patch.id)  # oldest first; ix_patches_created walks it
+
+
 def list_patches(
     session: Session, domain: str | None = None, base: str | None = None, status: str | None = None
 ) -> list[PatchRead]:
     """Every patch matching the filters, oldest first (internal callers; users get `page_patches`)."""
-    return [to_read(p) for p in session.scalars(_listed(session, domain, base, status))]
+    return [
+        to_read(p) for p in session.scalars(_listed(session, domain, base, status).order_by(*LISTED_ORDER))
+    ]
 
 
 def page_patches(
@@ -202,16 +207,11 @@ def page_patches(
     cursor: str | None = None,
 ) -> Page[PatchRead]:
     """One page of `list_patches`: at most `limit` patches after `cursor`, by (created_at, id)."""
-    size = check_limit(limit)
     stmt = _listed(session, domain, base, status)
-    if cursor is not None:
-        created_at, last_id = pagination.decode(cursor, 2)
-        stmt = stmt.where(tuple_(Patch.created_at, Patch.id) > tuple_(created_at, last_id))
-    rows = list(session.scalars(stmt.limit(size + 1)))
-    more = len(rows) > size
-    rows = rows[:size]
-    next_cursor = pagination.encode(rows[-1].created_at, rows[-1].id) if more else None
-    return Page([to_read(p) for p in rows], next_cursor)
+    page = pagination.keyset(
+        session, stmt, LISTED_ORDER, lambda p: (p.created_at, p.id), limit=limit, cursor=cursor
+    )
+    return Page([to_read(p) for p in page.items], page.next_cursor)
 
 
 def show_patch(session: Session, patch_id: str) -> PatchRead:

@@ -15,8 +15,10 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from core.errors import AlreadyExists, InvalidInput, InvalidState, NotFound, Unauthorized
+from registry import pagination
 from registry.db import utcnow
 from registry.models import ApiToken
+from registry.pagination import Page
 from registry.schemas import TokenRead
 from registry.services import audit
 from registry.services.lookup import check_name
@@ -60,8 +62,12 @@ def create(session: Session, name: str, scopes: str | list[str] | tuple[str, ...
     return TokenRead.model_validate(row), secret
 
 
-def list_tokens(session: Session) -> list[TokenRead]:
-    return [TokenRead.model_validate(t) for t in session.scalars(select(ApiToken).order_by(ApiToken.name))]
+def page_tokens(session: Session, *, limit: int | None = None, cursor: str | None = None) -> Page[TokenRead]:
+    """Tokens by name (revoked ones too: the audit log names them)."""
+    page = pagination.keyset(
+        session, select(ApiToken), (ApiToken.name,), lambda t: (t.name,), limit=limit, cursor=cursor
+    )
+    return Page([TokenRead.model_validate(t) for t in page.items], page.next_cursor)
 
 
 def revoke(session: Session, name: str) -> TokenRead:

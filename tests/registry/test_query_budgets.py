@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import pytest
 from sqlalchemy import Engine, event
@@ -12,7 +13,19 @@ from sqlalchemy import Engine, event
 from bench.synthetic import Shape, generate
 from core.errors import InvalidInput, NotFound
 from registry.db import transaction
-from registry.services import lineage, matrix, patches, resolve
+from registry.services import (
+    aliases,
+    audit,
+    bases,
+    datasets,
+    domains,
+    jobs,
+    lineage,
+    matrix,
+    patches,
+    resolve,
+    tokens,
+)
 from tests.conftest import Registry
 
 
@@ -131,3 +144,43 @@ def test_matrix_pages_cost_the_same_and_add_up_to_the_whole(registry: Registry) 
             cursor = table.next_cursor
         assert [r.model_dump() for r in walked] == [r.model_dump() for r in whole.rows]
     assert costs[5] == costs[30] <= 12, costs
+
+
+def _every_list_filled(registry: Registry, tmp_path: Path) -> None:
+    """Dozens of rows in every list, spread over many domains and versions (so a lazy load per row
+    would show as more statements on a bigger page)."""
+    with transaction(registry.factory) as s:
+        s.info["actor"] = "test"
+        generate(s, Shape(versions=12, domains=30, patches=90, depth=3))
+    rows = tmp_path / "rows.jsonl"
+    with transaction(registry.factory) as s:
+        s.info["actor"] = "test"
+        for i, p in enumerate(patches.list_patches(s)[:30]):
+            rows.write_text(f'{{"text": "row {i}"}}\n')
+            datasets.add_dataset(s, registry.store, p.domain, f"data{i}", rows, "train", None)
+            aliases.set_alias(s, p.domain, p.base, f"stage{i}", p.id)
+            tokens.create(s, f"token{i}", ["read"])
+
+
+PAGERS = {
+    "bases": lambda s, **kw: bases.page_bases(s, **kw),
+    "domains": lambda s, **kw: domains.page_domains(s, **kw),
+    "datasets": lambda s, **kw: datasets.page_datasets(s, **kw),
+    "aliases": lambda s, **kw: aliases.page_aliases(s, **kw),
+    "jobs": lambda s, **kw: jobs.page_jobs(s, **kw),
+    "audit": lambda s, **kw: audit.page_events(s, **kw),
+    "tokens": lambda s, **kw: tokens.page_tokens(s, **kw),
+}
+
+
+def test_every_list_page_costs_the_same_whatever_its_size(registry: Registry, tmp_path: Path) -> None:
+    _every_list_filled(registry, tmp_path)
+    for name, pager in PAGERS.items():
+        costs = {}
+        for size in (2, 6):
+            with transaction(registry.factory) as s, counted(registry.engine) as statements:
+                first = pager(s, limit=size)
+                deeper = pager(s, limit=size, cursor=first.next_cursor)
+            assert len(first.items) == len(deeper.items) == size, name
+            costs[size] = len(statements)
+        assert costs[2] == costs[6] <= 2, (name, costs)  # a statement per page

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel, ConfigDict
 
 from registry.api.auth import Reader, Writer
+from registry.api.paging import DEFAULT_LIMIT, Cursor, Limit, paged
 from registry.schemas import AliasRead
 from registry.services import aliases
 
@@ -20,9 +21,18 @@ class AliasTarget(BaseModel):
 
 
 @router.get("/aliases")
-def list_aliases(ctx: Reader, domain: str | None = None) -> list[AliasRead]:
+def list_aliases(
+    ctx: Reader,
+    request: Request,
+    response: Response,
+    domain: str | None = None,
+    limit: Limit = DEFAULT_LIMIT,
+    cursor: Cursor = None,
+) -> list[AliasRead]:
+    """By domain and name; one page (`Link`/`X-Next-Cursor` when more follow)."""
     with ctx.transaction() as s:
-        return aliases.list_aliases(s, domain)
+        page = aliases.page_aliases(s, domain, limit=limit, cursor=cursor)
+    return paged(request, response, page, limit)
 
 
 @router.put(PATH)

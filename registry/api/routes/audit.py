@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Annotated
-
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Request, Response
 
 from registry.api.auth import Reader
+from registry.api.paging import DEFAULT_LIMIT, Cursor, Limit, paged
 from registry.schemas import AuditEventRead
 from registry.services import audit
 
@@ -15,7 +14,15 @@ router = APIRouter(tags=["audit"])
 
 @router.get("/audit")
 def list_events(
-    ctx: Reader, limit: Annotated[int, Query(ge=1, le=10_000)] = 50, subject: str | None = None
+    ctx: Reader,
+    request: Request,
+    response: Response,
+    subject: str | None = None,
+    limit: Limit = DEFAULT_LIMIT,
+    cursor: Cursor = None,
 ) -> list[AuditEventRead]:
+    """Newest first, one subject's trail with `subject`; one page (`Link`/`X-Next-Cursor` when more
+    follow)."""
     with ctx.transaction() as s:
-        return audit.list_events(s, limit, subject)
+        page = audit.page_events(s, subject, limit=limit, cursor=cursor)
+    return paged(request, response, page, limit)

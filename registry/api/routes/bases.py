@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from core.errors import Forbidden
 from registry.api.auth import Reader, Writer
+from registry.api.paging import DEFAULT_LIMIT, Cursor, Limit, paged
 from registry.schemas import BaseVersionDetail, BaseVersionRead
 from registry.services import bases
 from registry.sources import HF_PREFIX, S3_PREFIX
@@ -25,9 +26,18 @@ class BaseRegistration(BaseModel):
 
 
 @router.get("/bases")
-def list_bases(ctx: Reader, family: str | None = None) -> list[BaseVersionRead]:
+def list_bases(
+    ctx: Reader,
+    request: Request,
+    response: Response,
+    family: str | None = None,
+    limit: Limit = DEFAULT_LIMIT,
+    cursor: Cursor = None,
+) -> list[BaseVersionRead]:
+    """By family, oldest version first; one page (`Link`/`X-Next-Cursor` when more follow)."""
     with ctx.transaction() as s:
-        return bases.list_bases(s, family)
+        page = bases.page_bases(s, family, limit=limit, cursor=cursor)
+    return paged(request, response, page, limit)
 
 
 @router.get("/bases/{ref}")

@@ -10,8 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from core.serving import MAX_RANK
 from registry.api.auth import Reader, Writer
-from registry.api.paging import link_next
-from registry.pagination import DEFAULT_LIMIT, MAX_LIMIT
+from registry.api.paging import DEFAULT_LIMIT, Cursor, Limit, link_next
 from registry.schemas import CompatMatrix, JobRead, ServingRead, VerdictRead
 from registry.services import compat, matrix, port_sources, serving
 
@@ -47,8 +46,8 @@ def family_matrix(
     request: Request,
     response: Response,
     domain: str | None = None,
-    limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = DEFAULT_LIMIT,
-    cursor: str | None = None,
+    limit: Limit = DEFAULT_LIMIT,
+    cursor: Cursor = None,
 ) -> CompatMatrix:
     """One page of rows (source patches by domain, then age). When more follow, `next_cursor` in
     the body, `Link: <…>; rel="next"` and `X-Next-Cursor` say where the next page starts."""

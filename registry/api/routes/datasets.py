@@ -5,13 +5,14 @@ from __future__ import annotations
 from datetime import date
 from pathlib import Path
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Request, Response
 from starlette.concurrency import run_in_threadpool
 
 from core.errors import InvalidInput
 from core.rows import ROLES
 from registry.api.auth import Reader, Writer
 from registry.api.deps import RequestContext
+from registry.api.paging import DEFAULT_LIMIT, Cursor, Limit, paged
 from registry.api.uploads import multipart_doc, receive_form
 from registry.schemas import DatasetRead
 from registry.services import datasets
@@ -31,9 +32,18 @@ UPLOAD_DOC = multipart_doc(
 
 
 @router.get("/datasets")
-def list_datasets(ctx: Reader, domain: str | None = None) -> list[DatasetRead]:
+def list_datasets(
+    ctx: Reader,
+    request: Request,
+    response: Response,
+    domain: str | None = None,
+    limit: Limit = DEFAULT_LIMIT,
+    cursor: Cursor = None,
+) -> list[DatasetRead]:
+    """By domain and name; one page (`Link`/`X-Next-Cursor` when more follow)."""
     with ctx.transaction() as s:
-        return datasets.list_datasets(s, domain)
+        page = datasets.page_datasets(s, domain, limit=limit, cursor=cursor)
+    return paged(request, response, page, limit)
 
 
 def _date(value: str | None) -> date | None:

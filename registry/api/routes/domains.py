@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel, ConfigDict
 
 from registry.api.auth import Reader, Writer
+from registry.api.paging import DEFAULT_LIMIT, Cursor, Limit, paged
 from registry.schemas import DomainRead
 from registry.services import domains
 
@@ -20,9 +21,13 @@ class DomainCreate(BaseModel):
 
 
 @router.get("/domains")
-def list_domains(ctx: Reader) -> list[DomainRead]:
+def list_domains(
+    ctx: Reader, request: Request, response: Response, limit: Limit = DEFAULT_LIMIT, cursor: Cursor = None
+) -> list[DomainRead]:
+    """By name; one page (`Link`/`X-Next-Cursor` when more follow)."""
     with ctx.transaction() as s:
-        return domains.list_domains(s)
+        page = domains.page_domains(s, limit=limit, cursor=cursor)
+    return paged(request, response, page, limit)
 
 
 @router.post("/domains", status_code=201)

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import APIRouter, Query, Response
+from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from core.vocab import TRAIN_METHODS
 from registry.api.auth import Reader, Writer
+from registry.api.paging import DEFAULT_LIMIT, Cursor, Limit, paged
 from registry.schemas import JobRead
 from registry.services import jobs, training
 
@@ -31,13 +32,19 @@ class TrainRequest(BaseModel):
 @router.get("/jobs")
 def list_jobs(
     ctx: Reader,
+    request: Request,
+    response: Response,
     status: str | None = None,
     kind: str | None = None,
-    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    limit: Limit = DEFAULT_LIMIT,
+    cursor: Cursor = None,
 ) -> list[JobRead]:
-    """Newest first; `error_detail` (a failure's traceback) only for an admin token."""
+    """Newest first; one page (`Link`/`X-Next-Cursor` when more follow). `error_detail` (a
+    failure's traceback) only for an admin token."""
+    debug = ctx.caller.grants("admin")
     with ctx.transaction() as s:
-        return jobs.list_jobs(s, status=status, kind=kind, limit=limit, debug=ctx.caller.grants("admin"))
+        page = jobs.page_jobs(s, status=status, kind=kind, limit=limit, cursor=cursor, debug=debug)
+    return paged(request, response, page, limit)
 
 
 @router.post("/jobs/train", status_code=201)

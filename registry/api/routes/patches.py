@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
@@ -15,9 +15,8 @@ from core.vocab import PATCH_STATUSES
 from registry.api.auth import Reader, Writer
 from registry.api.deps import RequestContext
 from registry.api.downloads import serve_blob
-from registry.api.paging import link_next
+from registry.api.paging import DEFAULT_LIMIT, Cursor, Limit, paged
 from registry.api.uploads import Form, multipart_doc, receive_form
-from registry.pagination import DEFAULT_LIMIT, MAX_LIMIT
 from registry.schemas import EvaluationRead, Lineage, PatchRead
 from registry.services import evaluations, lineage, patches
 
@@ -56,15 +55,14 @@ def list_patches(
     domain: str | None = None,
     base: str | None = None,
     status: str | None = None,
-    limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = DEFAULT_LIMIT,
-    cursor: str | None = None,
+    limit: Limit = DEFAULT_LIMIT,
+    cursor: Cursor = None,
 ) -> list[PatchRead]:
     """One page, oldest first. When more follow, `Link: <…&cursor=…>; rel="next"` and
     `X-Next-Cursor` say where the next page starts; the last page has neither."""
     with ctx.transaction() as s:
         page = patches.page_patches(s, domain, base, status, limit=limit, cursor=cursor)
-    link_next(request, response, page.next_cursor, limit)
-    return page.items
+    return paged(request, response, page, limit)
 
 
 @router.get("/patches/{patch_id}")

@@ -3,10 +3,11 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from registry.api.auth import Admin, Reader
+from registry.api.paging import DEFAULT_LIMIT, Cursor, Limit, paged
 from registry.schemas import Identity, TokenRead
 from registry.services import tokens
 
@@ -26,9 +27,13 @@ class NewToken(BaseModel):
 
 
 @router.get("/tokens")
-def list_tokens(ctx: Admin) -> list[TokenRead]:
+def list_tokens(
+    ctx: Admin, request: Request, response: Response, limit: Limit = DEFAULT_LIMIT, cursor: Cursor = None
+) -> list[TokenRead]:
+    """By name, revoked ones too; one page (`Link`/`X-Next-Cursor` when more follow)."""
     with ctx.transaction() as s:
-        return tokens.list_tokens(s)
+        page = tokens.page_tokens(s, limit=limit, cursor=cursor)
+    return paged(request, response, page, limit)
 
 
 @router.post("/tokens", status_code=201)

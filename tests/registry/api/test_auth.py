@@ -34,7 +34,7 @@ def test_token_service(registry: Registry) -> None:
         for bad in ("", "read,root"):
             with pytest.raises(InvalidInput):
                 tokens.create(s, "other", bad)
-        assert [t.name for t in tokens.list_tokens(s)] == ["ci"]
+        assert [t.name for t in tokens.page_tokens(s).items] == ["ci"]
     with transaction(registry.factory) as s:
         s.info["actor"] = "alice"
         assert tokens.revoke(s, "ci").revoked_at is not None

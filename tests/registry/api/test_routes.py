@@ -209,10 +209,10 @@ def test_healthz_and_docs(api: Api) -> None:
 
 
 def test_an_unexpected_failure_is_a_json_500(api: Api, monkeypatch: pytest.MonkeyPatch) -> None:
-    def broken(_session: object) -> None:
+    def broken(_session: object, **_page: object) -> None:
         raise RuntimeError("disk on fire")
 
-    monkeypatch.setattr("registry.services.domains.list_domains", broken)
+    monkeypatch.setattr("registry.services.domains.page_domains", broken)
     client = TestClient(api.client.app, raise_server_exceptions=False)
     response = client.get("/v1/domains", headers={"Authorization": f"Bearer {api.secrets['read']}"})
     assert response.status_code == 500
