@@ -91,7 +91,8 @@ def generate(session: Session, shape: Shape) -> dict[str, list[str]]:
         length = (
             min(shape.depth, shape.patches - made)
             if chain_no == 0
-            else min(1 + chain_no % shape.depth, shape.patches - made)
+            # chains of one domain (every len(domain_rows)-th) get lengths of their own too
+            else min(1 + (chain_no + chain_no // len(domain_rows)) % shape.depth, shape.patches - made)
         )
         parent: Patch | None = None
         ids = []

@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from core.plans import MeasurePlan
 
@@ -190,7 +190,9 @@ class MatrixCell(Schema):
     label: str
     patch_id: str | None = None  # the source itself or its ported copy on this version
     status: str | None = None
-    reasons: list[str] = []  # for "incompatible": why, one sentence per failed check
+    # for "incompatible": why, one sentence per failed check (a factory: a page builds thousands of
+    # cells, and a literal [] default is deep-copied into each)
+    reasons: list[str] = Field(default_factory=list)
 
 
 class MatrixRow(Schema):

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import or_, select, tuple_
+from sqlalchemy import case, or_, select, tuple_
 from sqlalchemy.orm import Session, joinedload
 
 from core.vocab import SOURCE_ORIGINS
@@ -81,15 +81,27 @@ def compat_matrix(
     copies_cte = top.union_all(
         select(Patch.id).join(top, Patch.parent_id == top.c.id).where(Patch.origin == "ported")
     )
-    copies = list(session.scalars(select(Patch).where(Patch.id.in_(select(copies_cte.c.id)))))
-    children: dict[str, list[Patch]] = {}
+    # Copies and verdicts as the few columns a cell shows, not as ORM objects: a page of 100
+    # sources holds thousands of each, and a verdict's portability statistics are large.
+    copies = session.execute(
+        select(Patch.id, Patch.parent_id, Patch.base_version_id, Patch.status).where(
+            Patch.id.in_(select(copies_cte.c.id))
+        )
+    ).all()
+    children: dict[str, list[Any]] = {}
     for p in copies:
-        if p.parent_id is not None:
-            children.setdefault(p.parent_id, []).append(p)
+        children.setdefault(p.parent_id, []).append(p)
     verdicts = {
         (v.patch_id, v.base_version_id): v
-        for v in session.scalars(
-            select(CompatVerdict).where(
+        for v in session.execute(
+            select(
+                CompatVerdict.patch_id,
+                CompatVerdict.base_version_id,
+                CompatVerdict.verdict,
+                # only an incompatible cell shows its reasons: decode no other verdict's
+                case((CompatVerdict.verdict == "incompatible", CompatVerdict.reasons)).label("reasons"),
+                CompatVerdict.checked_at,
+            ).where(
                 or_(
                     CompatVerdict.patch_id.in_(page_ids),
                     CompatVerdict.patch_id.in_(select(copies_cte.c.id)),
@@ -97,7 +109,8 @@ def compat_matrix(
             )
         )
     }
-    rows = [_row(p, versions, children, verdicts) for p in sources]
+    refs = [(v.id, base_ref(v)) for v in versions]
+    rows = [_row(p, refs, children, verdicts) for p in sources]
     return CompatMatrix(
         family=family_row.name,
         domain=domain,
@@ -107,7 +120,7 @@ def compat_matrix(
     )
 
 
-def _chain(source: Patch, children: dict[str, list[Patch]]) -> list[Patch]:
+def _chain(source: Patch, children: dict[str, list[Any]]) -> list[Any]:
     """The source and every ported copy made from it, directly or from another copy."""
     chain, level = [source], [source]
     while level:
@@ -118,16 +131,16 @@ def _chain(source: Patch, children: dict[str, list[Patch]]) -> list[Patch]:
 
 def _row(
     source: Patch,
-    versions: list[BaseVersion],
-    children: dict[str, list[Patch]],
-    verdicts: dict[tuple[str, int], CompatVerdict],
+    refs: list[tuple[int, str]],
+    children: dict[str, list[Any]],
+    verdicts: dict[tuple[str, int], Any],
 ) -> MatrixRow:
+    """`refs`: each version's id and FAMILY:VERSION; copies and verdicts are rows of a few columns."""
     chain = _chain(source, children)
     copies = {p.base_version_id: p for p in chain[1:]}
     cells = []
-    for v in versions:
-        ref = base_ref(v)
-        if v.id == source.base_version_id:
+    for version_id, ref in refs:
+        if version_id == source.base_version_id:
             cells.append(
                 MatrixCell(
                     version=ref,
@@ -137,8 +150,8 @@ def _row(
                     status=source.status,
                 )
             )
-        elif v.id in copies:
-            copy = copies[v.id]
+        elif version_id in copies:
+            copy = copies[version_id]
             cells.append(
                 MatrixCell(
                     version=ref, state="ported", label=copy.status, patch_id=copy.id, status=copy.status
@@ -146,7 +159,9 @@ def _row(
             )
         else:
             cells.append(
-                _verdict_cell(ref, [verdicts[(p.id, v.id)] for p in chain if (p.id, v.id) in verdicts])
+                _verdict_cell(
+                    ref, [verdicts[(p.id, version_id)] for p in chain if (p.id, version_id) in verdicts]
+                )
             )
     return MatrixRow(
         patch_id=source.id,
@@ -158,7 +173,7 @@ def _row(
     )
 
 
-def _verdict_cell(ref: str, found: list[CompatVerdict]) -> MatrixCell:
+def _verdict_cell(ref: str, found: list[Any]) -> MatrixCell:
     if not found:
         return MatrixCell(version=ref, state="not checked", label="not checked")
     latest = max(found, key=lambda v: v.checked_at)

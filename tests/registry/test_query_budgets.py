@@ -184,3 +184,19 @@ def test_every_list_page_costs_the_same_whatever_its_size(registry: Registry, tm
             assert len(first.items) == len(deeper.items) == size, name
             costs[size] = len(statements)
         assert costs[2] == costs[6] <= 2, (name, costs)  # a statement per page
+
+
+def test_a_claim_costs_the_same_however_long_the_queue(registry: Registry) -> None:
+    """Claiming reads one job by the status indexes, whatever is queued or finished around it."""
+    from registry.models import Job
+
+    costs = {}
+    for queued in (3, 400):
+        with transaction(registry.factory) as s:
+            s.add_all(Job(kind="evaluate", payload={}, status="queued") for _ in range(queued))
+            s.add_all(Job(kind="evaluate", payload={}, status="succeeded") for _ in range(queued))
+        with transaction(registry.factory) as s, counted(registry.engine) as statements:
+            claimed = jobs.claim(s, "budget", lease_seconds=60)
+        assert claimed is not None and claimed.status == "running"
+        costs[queued] = len(statements)
+    assert costs[3] == costs[400] <= 4, costs
