@@ -108,6 +108,7 @@ def generate(session: Session, shape: Shape) -> dict[str, list[str]]:
                 trainable_params=1000,
                 origin="trained" if parent is None else "ported",
                 parent_id=parent.id if parent else None,
+                source_id=ids[0] if ids else f"{made:012x}",
                 status=STATUSES[made % len(STATUSES)],
                 metrics={"accuracy": (made % 97) / 97, "loss": 1 + (made % 13) / 13},
                 created_at=next(clock),

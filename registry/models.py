@@ -182,6 +182,11 @@ class Patch(Base):
     trainable_params: Mapped[int] = mapped_column(BigInteger)
     origin: Mapped[str] = mapped_column(String(16))
     parent_id: Mapped[str | None] = mapped_column(ForeignKey("patches.id"), index=True)
+    # The nearest patch up the lineage that is not a ported copy: itself for a trained, imported or
+    # retrained patch. A matrix row is a source with every copy carrying its id, found by this
+    # index without walking the lineage (PostgreSQL plans a recursive walk as a hash of every
+    # ported patch). Set on insert; null only on rows a migration could not reach.
+    source_id: Mapped[str | None] = mapped_column(String(12), index=True)
     train_dataset_id: Mapped[int | None] = mapped_column(ForeignKey("datasets.id"))
     job_id: Mapped[str | None] = mapped_column(ForeignKey("jobs.id"))
     status: Mapped[str] = mapped_column(String(16), default="candidate")

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import case, or_, select, tuple_
+from sqlalchemy import case, select, tuple_
 from sqlalchemy.orm import Session, joinedload
 
 from core.vocab import SOURCE_ORIGINS
@@ -20,6 +20,8 @@ from registry.models import BaseVersion, CompatVerdict, Domain, Patch
 from registry.schemas import CompatMatrix, MatrixCell, MatrixRow
 from registry.services.lookup import base_ref, get_domain, get_family
 from registry.services.port_sources import patch_label
+
+ID_BATCH = 10_000  # ids per statement (SQLite takes 32,766 parameters, PostgreSQL 65,535)
 
 
 def compat_matrix(
@@ -30,11 +32,12 @@ def compat_matrix(
     limit: int | None = None,
     cursor: str | None = None,
 ) -> CompatMatrix:
-    """The matrix, or one page of its rows (`limit` sources after `cursor`, by domain, then age).
+    """One page of the matrix's rows (`limit` sources after `cursor`, by domain, then age), or
+    with no `limit` every row, read page after page of MAX_LIMIT.
 
-    Five statements whatever the family's size: its versions, the page's sources, their ported
-    descendants (a recursive CTE), and the verdicts of both; ids travel as subqueries, never as
-    lists of parameters (PostgreSQL takes at most 65,535)."""
+    Five statements per page whatever the family's size: the family, its versions, the page's
+    sources, their ported copies (by `source_id`), and the verdicts of both. A page's ids travel
+    as values (at most MAX_LIMIT + 1), never as a subquery that would sort the sources again."""
     family_row = get_family(session, family)
     domain_id = get_domain(session, domain).id if domain is not None else None
     versions = list(
@@ -44,22 +47,42 @@ def compat_matrix(
             .order_by(BaseVersion.created_at, BaseVersion.id)
         )
     )
-    order = {v.id: i for i, v in enumerate(versions)}
+    refs = [(v.id, base_ref(v)) for v in versions]
+    if limit is not None:
+        rows, next_cursor = _page(session, refs, domain_id, pagination.check_limit(limit), cursor)
+    else:
+        rows, next_cursor = [], cursor
+        while True:
+            more, next_cursor = _page(session, refs, domain_id, pagination.MAX_LIMIT, next_cursor)
+            rows += more
+            if next_cursor is None:
+                break
+    return CompatMatrix(
+        family=family_row.name,
+        domain=domain,
+        versions=[ref for _, ref in refs],
+        rows=rows,
+        next_cursor=next_cursor,
+    )
+
+
+def _page(
+    session: Session, refs: list[tuple[int, str]], domain_id: int | None, size: int, cursor: str | None
+) -> tuple[list[MatrixRow], str | None]:
     page = (
         select(Patch)
         .join(Domain)
         # equalities on both columns of ix_patches_sources: only sources are read, not their copies
-        .where(Patch.base_version_id.in_(order), Patch.origin.in_(SOURCE_ORIGINS))
+        .where(Patch.base_version_id.in_([version_id for version_id, _ in refs]))
+        .where(Patch.origin.in_(SOURCE_ORIGINS))
         .order_by(Domain.name, Patch.created_at, Patch.id)
+        .limit(size + 1)
     )
     if domain_id is not None:
         page = page.where(Patch.domain_id == domain_id)
     if cursor is not None:
         name, created_at, last_id = pagination.decode(cursor, 3)
         page = page.where(tuple_(Domain.name, Patch.created_at, Patch.id) > tuple_(name, created_at, last_id))
-    size = pagination.check_limit(limit) if limit is not None else None
-    if size is not None:
-        page = page.limit(size + 1)
     sources = list(
         session.scalars(
             page.options(
@@ -68,31 +91,32 @@ def compat_matrix(
         )
     )
     next_cursor = None
-    if size is not None and len(sources) > size:
+    if len(sources) > size:
         sources = sources[:size]
         last = sources[-1]
         next_cursor = pagination.encode(last.domain.name, last.created_at, last.id)
-    # A page's ids travel as values (at most MAX_LIMIT of them), so the sorted page is read once;
-    # the whole matrix's as a subquery (it may hold more ids than PostgreSQL's 65,535 parameters).
-    page_ids: Any = [p.id for p in sources] if size is not None else select(page.subquery().c.id)
+    if not sources:
+        return [], None
+    page_ids = [p.id for p in sources]
 
-    first = select(Patch.id).where(Patch.parent_id.in_(page_ids), Patch.origin == "ported")
-    top = first.cte("copies", recursive=True)
-    copies_cte = top.union_all(
-        select(Patch.id).join(top, Patch.parent_id == top.c.id).where(Patch.origin == "ported")
-    )
-    # Copies and verdicts as the few columns a cell shows, not as ORM objects: a page of 100
-    # sources holds thousands of each, and a verdict's portability statistics are large.
+    # Every copy carries its source's id (ix_patches_source_id), so the page's chains are one
+    # indexed read. Copies and verdicts come as the few columns a cell shows, not as ORM objects:
+    # a page of 100 sources holds thousands of each, and a verdict's portability statistics are large.
     copies = session.execute(
         select(Patch.id, Patch.parent_id, Patch.base_version_id, Patch.status).where(
-            Patch.id.in_(select(copies_cte.c.id))
+            Patch.source_id.in_(page_ids), Patch.origin == "ported"
         )
     ).all()
     children: dict[str, list[Any]] = {}
     for p in copies:
         children.setdefault(p.parent_id, []).append(p)
-    verdicts = {
-        (v.patch_id, v.base_version_id): v
+    # The verdicts by the ids just read, in batches: as values the primary key is walked (PostgreSQL
+    # hashes the whole verdicts table for a join or subquery), and no batch nears a database's
+    # limit on parameters however long the page's chains are.
+    chain_ids = page_ids + [p.id for p in copies]
+    verdicts: dict[tuple[str, int], Any] = {}
+    for start in range(0, len(chain_ids), ID_BATCH):
+        batch = chain_ids[start : start + ID_BATCH]
         for v in session.execute(
             select(
                 CompatVerdict.patch_id,
@@ -101,23 +125,10 @@ def compat_matrix(
                 # only an incompatible cell shows its reasons: decode no other verdict's
                 case((CompatVerdict.verdict == "incompatible", CompatVerdict.reasons)).label("reasons"),
                 CompatVerdict.checked_at,
-            ).where(
-                or_(
-                    CompatVerdict.patch_id.in_(page_ids),
-                    CompatVerdict.patch_id.in_(select(copies_cte.c.id)),
-                )
-            )
-        )
-    }
-    refs = [(v.id, base_ref(v)) for v in versions]
-    rows = [_row(p, refs, children, verdicts) for p in sources]
-    return CompatMatrix(
-        family=family_row.name,
-        domain=domain,
-        versions=[base_ref(v) for v in versions],
-        rows=rows,
-        next_cursor=next_cursor,
-    )
+            ).where(CompatVerdict.patch_id.in_(batch))
+        ):
+            verdicts[v.patch_id, v.base_version_id] = v
+    return [_row(p, refs, children, verdicts) for p in sources], next_cursor
 
 
 def _chain(source: Patch, children: dict[str, list[Any]]) -> list[Any]:

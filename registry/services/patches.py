@@ -130,8 +130,9 @@ def _register(
         )
     blob = artifacts.store_file(session, store, Path(file), MEDIA_TYPE)
     import_key = f"{domain_row.id}:{version.id}:{blob.digest}" if origin == "imported" else None
+    patch_id = short_id()
     values_row = {
-        "id": short_id(),
+        "id": patch_id,
         "domain_id": domain_row.id,
         "base_version_id": version.id,
         "method": header.method,
@@ -140,6 +141,7 @@ def _register(
         "trainable_params": header.num_params,
         "origin": origin,
         "parent_id": parent.id if parent is not None else None,
+        "source_id": source_for_copy_of(parent) if origin == "ported" and parent is not None else patch_id,
         "train_dataset_id": train_dataset_id,
         "job_id": job_id,
         "status": "candidate",
@@ -183,6 +185,11 @@ def _listed(session: Session, domain: str | None, base: str | None, status: str 
             raise InvalidInput(f"invalid status {status!r}: expected one of {', '.join(PATCH_STATUSES)}")
         stmt = stmt.where(Patch.status == status)
     return stmt
+
+
+def source_for_copy_of(parent: Patch) -> str:
+    """The `source_id` a ported copy of `parent` carries: the parent's own source."""
+    return (parent.source_id or parent.id) if parent.origin == "ported" else parent.id
 
 
 LISTED_ORDER = (Patch.created_at, Patch.id)  # oldest first; ix_patches_created walks it

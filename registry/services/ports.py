@@ -65,6 +65,7 @@ def port_patch(
         "trainable_params": source.trainable_params,
         "origin": "ported",
         "parent_id": source.id,
+        "source_id": patches.source_for_copy_of(source),
         "train_dataset_id": source.train_dataset_id,
         "job_id": job_id,
         "status": "candidate",

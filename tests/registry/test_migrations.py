@@ -137,3 +137,26 @@ def test_0004_keys_the_first_of_each_imported_content_and_keeps_duplicates(
         again = patches.register_patch(s, store, "medical", "tiny:v1", tmp_path / "p", "imported")
     assert again.id == first.id
     engine.dispose()
+
+
+def test_0006_gives_every_ported_copy_its_source(empty_url: str) -> None:
+    """Patches from before 0006 get `source_id` filled in: a source its own id, every copy down a
+    chain the id of the source at its top (what the services set on insert since)."""
+    from sqlalchemy import text
+
+    from bench.synthetic import Shape, generate
+    from registry.db import session_factory, transaction
+
+    engine = make_engine(empty_url)
+    migrate.upgrade(engine)
+    with transaction(session_factory(engine)) as s:
+        chains = generate(s, Shape(versions=4, domains=2, patches=30, depth=4))
+    read = "SELECT id, source_id FROM patches"
+    with engine.begin() as conn:
+        expected = dict(conn.execute(text(read)).all())
+    assert expected[chains["chain"][-1]] == chains["chain"][0] and len(set(expected.values())) > 5
+    migrate.downgrade(engine, "0005")
+    migrate.upgrade(engine)
+    with engine.begin() as conn:
+        assert dict(conn.execute(text(read)).all()) == expected
+    engine.dispose()
