@@ -23,6 +23,8 @@ import re
 from typing import Any
 
 from sqlalchemy import ColumnElement, Table
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import Session
 
@@ -70,14 +72,7 @@ def as_patchreg_error(exc: BaseException) -> PatchregError | None:
 
 
 def _insert(session: Session, table: Any) -> Any:
-    # the dialects are imported on first write, not by every read command (PostgreSQL's pulls asyncio)
-    if session.get_bind().dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert as pg_insert
-
-        return pg_insert(table)
-    from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-
-    return sqlite_insert(table)
+    return (pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert)(table)
 
 
 def _key_columns(table: Any) -> list[Any]:
