@@ -15,7 +15,7 @@ from datetime import datetime
 from typing import Any, Generic, TypeVar
 
 from sqlalchemy import Select, tuple_
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import InstrumentedAttribute, Session
 from sqlalchemy.sql.elements import ColumnElement
 
 from core.errors import InvalidInput
@@ -81,8 +81,8 @@ def decode(cursor: str, arity: int) -> list[Key]:
 
 def keyset(
     session: Session,
-    stmt: Select[Any],
-    order: Sequence[ColumnElement[Any]],
+    stmt: Select[*tuple[Any, ...]],
+    order: Sequence[ColumnElement[Any] | InstrumentedAttribute[Any]],
     key: Callable[[Any], Sequence[Key]],
     *,
     limit: int | None,

@@ -9,6 +9,8 @@ from fastapi import Query, Request, Response
 
 from registry.pagination import DEFAULT_LIMIT, MAX_LIMIT, Page
 
+__all__ = ["DEFAULT_LIMIT", "MAX_LIMIT", "Cursor", "Limit", "link_next", "paged"]
+
 T = TypeVar("T")
 
 Limit = Annotated[int, Query(ge=1, le=MAX_LIMIT, description=f"Rows per page (default {DEFAULT_LIMIT})")]

@@ -59,7 +59,7 @@ def resolve_alias(session: Session, domain: str, base: str, name: str) -> str | 
 ALIASES_ORDER = (Domain.name, Alias.name, Alias.id)  # an alias name repeats across bases
 
 
-def _aliases(session: Session, domain: str | None) -> Select[tuple[Alias, BaseVersion, Domain]]:
+def _aliases(session: Session, domain: str | None) -> Select[Alias, BaseVersion, Domain]:
     stmt = (
         select(Alias, BaseVersion, Domain)
         .join(BaseVersion, Alias.base_version_id == BaseVersion.id)

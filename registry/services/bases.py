@@ -122,7 +122,7 @@ def _create_family(session: Session, name: str, architecture: str) -> BaseFamily
 BASES_ORDER = (BaseFamily.name, BaseVersion.created_at, BaseVersion.id)  # by family, oldest first
 
 
-def _bases(session: Session, family: str | None) -> Select[tuple[BaseVersion]]:
+def _bases(session: Session, family: str | None) -> Select[BaseVersion]:
     parent = joinedload(BaseVersion.parent)
     stmt = (
         select(BaseVersion)

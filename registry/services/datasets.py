@@ -92,7 +92,7 @@ def add_dataset(
 DATASETS_ORDER = (Domain.name, Dataset.name)  # unique: a name is unique within its domain
 
 
-def _datasets(session: Session, domain: str | None) -> Select[tuple[Dataset]]:
+def _datasets(session: Session, domain: str | None) -> Select[Dataset]:
     stmt = select(Dataset).join(Domain).options(contains_eager(Dataset.domain), joinedload(Dataset.artifact))
     if domain is not None:
         stmt = stmt.where(Dataset.domain_id == get_domain(session, domain).id)

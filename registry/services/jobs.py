@@ -261,7 +261,7 @@ def retry(session: Session, job_id: str) -> JobRead:
 JOBS_ORDER = (Job.created_at, Job.id)  # walked newest first; ix_jobs_created
 
 
-def _jobs(status: str | None, kind: str | None) -> Select[tuple[Job]]:
+def _jobs(status: str | None, kind: str | None) -> Select[Job]:
     stmt = select(Job)
     if status is not None:
         if status not in JOB_STATUSES:
