@@ -6,6 +6,7 @@ import click
 
 from cli.context import AppContext, json_flag, pass_app
 from cli.output import emit
+from core.evidence import describe_gate
 from registry.schemas import LineageNode
 
 
@@ -20,9 +21,15 @@ def _line(node: LineageNode, focus: str) -> str:
         )
     if p.job_id:
         parts.append(f"job {p.job_id}")
-    metrics = ", ".join(f"{k}={v:.4g}" for k, v in sorted(p.metrics.items()) if isinstance(v, int | float))
+    gate = describe_gate(p.metrics)
+    shown = sorted(
+        (k, v) for k, v in p.metrics.items() if isinstance(v, int | float) and not (gate and k == "gain")
+    )
+    metrics = ", ".join(f"{k}={v:.4g}" for k, v in shown)
     if metrics:
         parts.append(metrics)
+    if gate:
+        parts.append(gate)
     return "  ".join(parts) + ("   <" if p.id == focus else "")
 
 

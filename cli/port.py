@@ -30,6 +30,13 @@ def _fmt(metrics: dict[str, Any] | None) -> str:
 @click.option(
     "--keep", "keep_fraction", default=0.8, show_default=True, help="Share of the source gain to keep."
 )
+@click.option(
+    "--decide-by",
+    type=click.Choice(["score", "accuracy"]),
+    default="score",
+    show_default=True,
+    help="The per-row number the gate pairs: the gold completion's log-likelihood, or the right choice.",
+)
 @click.option("--wait", is_flag=True, help="Against a server: follow the worker's port job until it ends.")
 @json_flag
 @pass_app
@@ -40,6 +47,7 @@ def port(
     no_eval: bool,
     margin: float,
     keep_fraction: float,
+    decide_by: str,
     wait: bool,
 ) -> None:
     """Port PATCH onto --base (PortLLM: the same delta, no training), then evaluate and gate it.
@@ -49,11 +57,11 @@ def port(
     queued, or the job already queued is shown; --wait follows it to its end.
     """
     if app.remote is not None:
-        if no_eval or margin != 0.0 or keep_fraction != 0.8:
+        if no_eval or margin != 0.0 or keep_fraction != 0.8 or decide_by != "score":
             raise NotRemote(
                 "unsupported",
-                "`patchreg port --no-eval/--margin/--keep` runs only where the registry is; against a "
-                "server a port is a worker's job with the default gate",
+                "`patchreg port --no-eval/--margin/--keep/--decide-by` runs only where the registry is; "
+                "against a server a port is a worker's job with the default gate",
             )
         _port_job(app, patch_id, base_ref, wait)
         return
@@ -61,7 +69,7 @@ def port(
     from worker.porting import port_and_check
 
     app.ensure_schema()
-    gate = GateConfig(margin=margin, keep_fraction=keep_fraction)
+    gate = GateConfig(margin=margin, keep_fraction=keep_fraction, metric=decide_by)
     report = port_and_check(app.factory, app.store, patch_id, base_ref, evaluate=not no_eval, gate=gate)
     if report.patch is None:
         raise InvalidState(f"cannot port to {base_ref}: {report.why}")

@@ -7,7 +7,8 @@ replayed). A claim holds when the whole interval clears its line, fails when the
 misses it, and is *inconclusive* otherwise — with the number of rows that would likely decide it
 (the interval's half-width shrinks as 1/√n).
 
-numpy only, no torch: the registry and the CLI read these numbers too.
+numpy only, no torch, and numpy only when a bootstrap runs: the registry imports this module for
+its names, and a CLI read must not pay for numpy.
 """
 
 from __future__ import annotations
@@ -17,11 +18,15 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
-import numpy as np
-
+PER_ROW = "per_row"  # an arm's metrics key for its per-row evidence: {"scores": [...], "correct": [...]}
 RESAMPLES = 2000
 CONFIDENCE = 0.95
 MAX_NEEDED = 1_000_000  # beyond this, "more rows" is no answer: the effect is too close to the line
+
+
+def _signed(x: float) -> str:
+    """+0.0123; a rounding residue below the last digit reads +0.0000, never -0.0000."""
+    return f"{round(x, 4) + 0.0:+.4f}"
 
 
 @dataclass(frozen=True)
@@ -41,7 +46,8 @@ class Effect:
 
     def describe(self) -> str:
         """`+0.0123 [+0.0040, +0.0210], n=128` (95% interval)."""
-        return f"{self.mean:+.4f} [{self.low:+.4f}, {self.high:+.4f}], n={self.n}"
+        low, mean, high = (_signed(x) for x in (self.low, self.mean, self.high))
+        return f"{mean} [{low}, {high}], n={self.n}"
 
     def rows_needed(self, line: float) -> int | None:
         """Rows at which the interval would likely clear `line`, from this spread; None when the
@@ -59,6 +65,8 @@ def paired_effect(
 ) -> Effect:
     """The mean of `values` (one per row, e.g. patched − base) and its percentile bootstrap
     interval from `resamples` resamplings of the rows with generator `seed`."""
+    import numpy as np
+
     data = np.asarray(values, dtype=np.float64)
     if data.ndim != 1 or data.size == 0:
         raise ValueError("paired_effect needs at least one row")
@@ -102,3 +110,24 @@ def clears(effect: Effect, line: float) -> Verdict:
     if effect.high <= line:
         return Verdict("no", effect, line)
     return Verdict("undecided", effect, line, effect.rows_needed(line))
+
+
+def summary_only(metrics: dict[str, Any]) -> dict[str, Any]:
+    """An arm's metrics without its per-row evidence (what job results and audit rows show)."""
+    return {k: v for k, v in metrics.items() if k != PER_ROW}
+
+
+def brief_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Measured rows (`{"dataset": …, <arm>: metrics}`) without the per-row evidence."""
+    return [{k: summary_only(v) if isinstance(v, dict) else v for k, v in row.items()} for row in rows]
+
+
+def describe_gate(metrics: dict[str, Any]) -> str | None:
+    """`gain +0.0123 [+0.0040, +0.0210], n=128 (score)` from a patch's metrics, when a gate with
+    evidence decided it (None for patches gated before paired evidence, or never gated)."""
+    evidence = metrics.get("evidence")
+    if not isinstance(evidence, dict) or not isinstance(evidence.get("gain"), dict):
+        return None
+    g = evidence["gain"]
+    effect = Effect(g["mean"], g["low"], g["high"], g["n"], g["confidence"], g["resamples"], g["seed"])
+    return f"gain {effect.describe()} ({evidence.get('metric', 'score')})"

@@ -11,7 +11,7 @@ from core.rows import ROLES
 DATASET_ROLES = ROLES
 PATCH_ORIGINS = ("trained", "ported", "retrained", "imported")
 SOURCE_ORIGINS = tuple(o for o in PATCH_ORIGINS if o != "ported")  # a matrix row's patch: not a copy
-PATCH_STATUSES = ("candidate", "validated", "degraded", "rejected", "deprecated")
+PATCH_STATUSES = ("candidate", "validated", "degraded", "inconclusive", "rejected", "deprecated")
 VERDICTS = ("compatible", "incompatible")
 JOB_KINDS = ("train", "importance", "port_all", "port", "evaluate")
 JOB_STATUSES = ("queued", "running", "succeeded", "failed", "cancelled")

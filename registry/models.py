@@ -226,6 +226,9 @@ class Evaluation(Base):
     dataset_id: Mapped[int] = mapped_column(ForeignKey("datasets.id"))
     job_id: Mapped[str | None] = mapped_column(ForeignKey("jobs.id"))
     metrics: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    # per-row evidence for the gate's paired statistics (`core.evidence`): {"scores": [...],
+    # "correct": [...]}, one entry per eval row; loaded only when a gate asks (null before 0007)
+    per_row: Mapped[dict[str, Any] | None] = mapped_column(deferred=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     base_version: Mapped[BaseVersion] = relationship()

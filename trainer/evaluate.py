@@ -44,6 +44,11 @@ class EvalResult:
     # per row, the log-probabilities of every token it scored (its completion, then its choices'),
     # kept only when asked for (the no-op check compares them between arms); never serialised
     logprobs: list[torch.Tensor] | None = field(default=None, repr=False, compare=False)
+    # per row, the paired evidence the gate compares between arms (`core.evidence`): the mean
+    # log-likelihood per token of its completion (None: no token scored), and for a row with
+    # choices whether the right one won (None: no choices)
+    row_scores: list[float | None] = field(default_factory=list, repr=False)
+    row_correct: list[int | None] = field(default_factory=list, repr=False)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -53,6 +58,13 @@ class EvalResult:
             "rows": self.rows,
             "accuracy": self.accuracy,
             "choice_rows": self.choice_rows,
+        }
+
+    def per_row(self) -> dict[str, list[Any]]:
+        """`row_scores` and `row_correct` as stored beside an evaluation (scores to 6 decimals)."""
+        return {
+            "scores": [None if s is None else round(s, 6) for s in self.row_scores],
+            "correct": list(self.row_correct),
         }
 
 
@@ -153,17 +165,18 @@ def evaluate(
     n_tokens = sum(len(lp) for lp in per_row.values())
     loss = -float(sum(lp.double().sum() for lp in per_row.values())) / max(1, n_tokens)
     scored: list[list[torch.Tensor]] = [[per_row[i]] if i in per_row else [] for i in range(len(parsed))]
+    row_scores = [float(per_row[i].double().mean()) if i in per_row else None for i in range(len(parsed))]
+    row_correct: list[int | None] = [None] * len(parsed)
     choice_rows = [r for r in parsed if r.choices]
     accuracy = None
     if choice_rows:
-        correct = 0
         for i, r in enumerate(parsed):
             choice_lps = [logprobs[k][:n] for k, n in choice_sources[i]]
             scored[i].extend(choice_lps)
             if r.choices:
                 scores = [float(lp.double().sum()) for lp in choice_lps]
-                correct += int(max(range(len(scores)), key=scores.__getitem__) == r.answer)
-        accuracy = correct / len(choice_rows)
+                row_correct[i] = int(max(range(len(scores)), key=scores.__getitem__) == r.answer)
+        accuracy = sum(c for c in row_correct if c is not None) / len(choice_rows)
     return EvalResult(
         loss=loss,
         perplexity=math.exp(min(loss, 700.0)),
@@ -172,6 +185,8 @@ def evaluate(
         accuracy=accuracy,
         choice_rows=len(choice_rows),
         logprobs=[torch.cat(parts) for parts in scored] if keep_logprobs else None,
+        row_scores=row_scores,
+        row_correct=row_correct,
     )
 
 

@@ -16,6 +16,7 @@ from contextlib import ExitStack, nullcontext
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from core.evidence import PER_ROW
 from core.plans import Measurement, MeasurePlan
 from core.rows import read_rows
 
@@ -81,7 +82,7 @@ def measure(
                 keep = i == 0 and name in ("base", patched) and screened.reason is None
                 with apply_patch(m, patch) if arm.with_patch else nullcontext():
                     result = evaluate(m, tok, data, keep_logprobs=keep)
-                row[name] = result.to_dict()
+                row[name] = {**result.to_dict(), PER_ROW: result.per_row()}
                 if keep:
                     kept[name] = result.logprobs or []
             rows.append(row)

@@ -1,7 +1,7 @@
 """What the demo prints at the end: the evaluation table, what became of each port, the summary.
 
 Every number comes from the registry: the evaluations the worker recorded and the patches' status
-and gate reasons. Nothing is computed here but the share of the source gain a port kept.
+and gate reasons (the share of its source's gain a port kept included). Nothing is computed here.
 """
 
 from __future__ import annotations
@@ -18,7 +18,8 @@ from core.method_config import method_label
 from registry.schemas import PatchRead, VerdictRead
 from registry.services import compat, evaluations, patches
 
-STATUS_ORDER = ("validated", "degraded", "candidate", "rejected", "deprecated")  # every patch status
+# every patch status, in the order a tally names them (tests/cli/test_demo.py checks it covers them)
+STATUS_ORDER = ("validated", "inconclusive", "degraded", "candidate", "rejected", "deprecated")
 
 
 @dataclass
@@ -38,16 +39,11 @@ class Story:
 
     @property
     def kept(self) -> float | None:
-        """The share of the source's accuracy gain over its base that the port kept over its own
-        (what the gate compares); None when the source gained nothing to keep."""
-        if None in (self.v1, self.on_v1, self.v2, self.on_v2):
-            return None
-        assert self.v1 and self.on_v1 and self.v2 and self.on_v2
-        if self.v1.get("accuracy") is None or self.on_v2.get("accuracy") is None:
-            return None
-        source_gain = self.on_v1["accuracy"] - self.v1["accuracy"]
-        gain = self.on_v2["accuracy"] - self.v2["accuracy"]
-        return max(gain, 0.0) / source_gain if source_gain > 0 else None  # below the base: kept none
+        """The share of its source's gain the port kept, as the gate measured it (per-row scores:
+        `core.evidence`); None when the port was not gated against a source with a gain."""
+        evidence = self.ported.metrics.get("evidence") if self.ported is not None else None
+        kept = evidence.get("kept") if isinstance(evidence, dict) else None
+        return float(kept["fraction"]) if kept else None
 
 
 def gather(app: AppContext) -> list[Story]:

@@ -7,6 +7,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from core.evidence import PER_ROW, summary_only
 from core.plans import EVALUATE_ARMS, Decision, Measurement, MeasurePlan
 from registry.models import Dataset, Domain, Evaluation
 from registry.schemas import EvaluationPlan, EvaluationRead, PatchRead
@@ -26,14 +27,19 @@ def to_read(e: Evaluation) -> EvaluationRead:
     )
 
 
-def latest(session: Session, patch_id: str | None, base: str, dataset_id: int) -> dict[str, Any] | None:
+def latest(
+    session: Session, patch_id: str | None, base: str, dataset_id: int, *, evidence: bool = False
+) -> dict[str, Any] | None:
     """The newest stored metrics for this (patch or base alone, base, dataset), if any. A dataset is
     its content: numbers measured on another dataset with the same bytes (one eval file registered
-    for several domains) are the same numbers, so they are found too and never measured twice."""
+    for several domains) are the same numbers, so they are found too and never measured twice.
+
+    With `evidence`, only an evaluation that kept its per-row evidence counts (a gate pairs rows),
+    returned under `core.evidence.PER_ROW`."""
     version = get_base_version(session, base)
     digest = select(Dataset.artifact_digest).where(Dataset.id == dataset_id).scalar_subquery()
     stmt = (
-        select(Evaluation.metrics)
+        select(Evaluation.metrics, Evaluation.per_row)
         .join(Dataset, Evaluation.dataset_id == Dataset.id)
         .where(
             Evaluation.base_version_id == version.id,
@@ -43,7 +49,13 @@ def latest(session: Session, patch_id: str | None, base: str, dataset_id: int) -
         .order_by(Evaluation.id.desc())
         .limit(1)
     )
-    return session.scalar(stmt)
+    if evidence:
+        stmt = stmt.where(Evaluation.per_row.is_not(None))
+    found = session.execute(stmt).first()
+    if found is None:
+        return None
+    metrics, per_row = found
+    return {**metrics, PER_ROW: per_row} if evidence else dict(metrics)
 
 
 def record(
@@ -56,7 +68,12 @@ def record(
 ) -> EvaluationRead:
     version = get_base_version(session, base)
     row = Evaluation(
-        patch_id=patch_id, base_version_id=version.id, dataset_id=dataset_id, metrics=metrics, job_id=job_id
+        patch_id=patch_id,
+        base_version_id=version.id,
+        dataset_id=dataset_id,
+        metrics=summary_only(metrics),
+        per_row=metrics.get(PER_ROW),
+        job_id=job_id,
     )
     session.add(row)
     session.flush()
@@ -92,7 +109,7 @@ def plan_evaluation(session: Session, store: ArtifactStore, patch_id: str) -> Ev
     stored = {
         (s.dataset_id, "base"): metrics
         for s in eval_sets
-        if (metrics := latest(session, None, base, s.dataset_id)) is not None
+        if (metrics := latest(session, None, base, s.dataset_id, evidence=True)) is not None
     }
     measure = MeasurePlan(
         patch_path=store.local_path(patch.artifact_digest),

@@ -24,7 +24,7 @@ from registry.services import jobs
 from registry.services.lookup import base_ref, get_base_version
 from registry.services.resolve import rank
 
-PORTABLE = ("validated", "candidate", "degraded")  # in order of preference
+PORTABLE = ("validated", "candidate", "inconclusive", "degraded")  # in order of preference
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from core.errors import InvalidInput
+from core.evidence import brief_rows
 from core.plans import PORT_ARMS, Decision, Measurement, MeasurePlan
 from registry.conflicts import insert_or_ignore
 from registry.models import Patch, short_id
@@ -120,7 +121,7 @@ def plan_port(
         for s in eval_sets
         for arm in PORT_ARMS
         if arm != "ported"
-        and (metrics := evaluations.latest(session, *owners[arm], s.dataset_id)) is not None
+        and (metrics := evaluations.latest(session, *owners[arm], s.dataset_id, evidence=True)) is not None
     }
     measure = MeasurePlan(
         patch_path=store.local_path(source.artifact_digest),
@@ -171,7 +172,7 @@ def record_port(
                 evaluations.record(session, *owners[arm], eval_set.dataset_id, row[arm], job_id)
     update: dict[str, object] = {
         "portability": measured.portability,
-        "rows": measured.rows,
+        "rows": brief_rows(measured.rows),
         "noop": measured.noop,
         "why": plan.why_not_evaluated or "",
     }

@@ -159,5 +159,7 @@ def _passed_over(
         return f"{own}, method {p.method}"
     if p.status == "degraded":
         return f"{own}, degraded, served only when an alias pins it"
+    if p.status == "inconclusive":
+        return f"{own}, inconclusive (its eval rows could not decide), served only when an alias pins it"
     pinned = alias_target is not None and alias_target.id == p.id
     return f"{own}, {p.status}" + (f", though alias {ALIAS} points to it" if pinned else "")

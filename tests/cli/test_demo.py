@@ -54,7 +54,7 @@ def test_quick_demo_trains_ports_evaluates_and_retrains(patchreg: Patchreg, db_u
             for src in sources:
                 (ported,) = [p for p in on_v2 if p.origin == "ported" and p.parent_id == src.id]
                 assert ported.digest == src.digest  # a port stores no new bytes
-                assert ported.status in ("validated", "degraded"), ported
+                assert ported.status in ("validated", "degraded", "inconclusive"), ported
                 verdict = compat.get_verdict(s, src.id, V2)
                 assert verdict is not None and verdict.verdict == "compatible"
                 assert verdict.portability is not None
@@ -99,3 +99,10 @@ def test_demo_refuses_a_registry_that_is_not_its_own(
         assert result.exit_code == 2
     assert message in result.stderr
     assert "Traceback" not in result.output + result.stderr
+
+
+def test_the_demo_tallies_every_patch_status() -> None:
+    from cli.demo.report import STATUS_ORDER
+    from core.vocab import PATCH_STATUSES
+
+    assert sorted(STATUS_ORDER) == sorted(PATCH_STATUSES)

@@ -199,7 +199,7 @@ def test_method_on_architecture(models: Zoo, model_type: str, method: str, tmp_p
     measured = measure(plan)
     assert measured.noop is not None and measured.noop["max_abs_change"] > 1e-3
     verdict = decide(measured, GateConfig(), patched="ported", source="source")
-    assert verdict.status in ("validated", "degraded")
+    assert verdict.status in ("validated", "degraded", "inconclusive")
 
 
 @pytest.fixture(scope="module")

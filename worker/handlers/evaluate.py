@@ -12,6 +12,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from core.evidence import brief_rows
 from registry.schemas import PortReport
 from registry.services import evaluations
 from trainer.gate import GateConfig
@@ -53,7 +54,7 @@ def run(ctx: JobContext) -> dict[str, Any]:
             "patch_id": plan.patch_id,
             "status": decision.status,
             "why": decision.why,
-            "rows": measured.rows,
+            "rows": brief_rows(measured.rows),
         }
         ctx.complete_in(s, result)
     return result
