@@ -45,19 +45,27 @@ def _stream(tokenizer: Any, paragraphs: list[str]) -> list[int]:
 
 
 def pretrain(
-    model: Any, tokenizer: Any, paragraphs: list[str], steps: int, spec: FamilySpec, seed: int
+    model: Any,
+    tokenizer: Any,
+    paragraphs: list[str],
+    steps: int,
+    *,
+    seq_len: int,
+    batch_size: int,
+    lr: float,
+    seed: int,
 ) -> list[float]:
     """Plain causal-LM training of every weight on packed text; returns the loss per step."""
     import torch
 
     ids = torch.tensor(_stream(tokenizer, paragraphs))
-    chunks = ids[: len(ids) // spec.seq_len * spec.seq_len].view(-1, spec.seq_len)
+    chunks = ids[: len(ids) // seq_len * seq_len].view(-1, seq_len)
     gen = torch.Generator().manual_seed(seed)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=spec.lr, weight_decay=0.0)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
     model.train()
     losses = []
     for _ in range(steps):
-        batch = chunks[torch.randint(len(chunks), (spec.batch_size,), generator=gen)]
+        batch = chunks[torch.randint(len(chunks), (batch_size,), generator=gen)]
         loss = model(input_ids=batch, labels=batch).loss
         loss.backward()
         optimizer.step()
@@ -95,13 +103,26 @@ def build_family(root: Path | str, spec: FamilySpec | None = None) -> Family:
     torch.manual_seed(spec.seed)
 
     v1 = build_model(spec.config, spec.seed)
-    v1_losses = pretrain(v1, tokenizer, first, spec.v1_steps, spec, spec.seed)
+
+    def train(model: Any, paragraphs: list[str], steps: int, seed: int) -> list[float]:
+        return pretrain(
+            model,
+            tokenizer,
+            paragraphs,
+            steps,
+            seq_len=spec.seq_len,
+            batch_size=spec.batch_size,
+            lr=spec.lr,
+            seed=seed,
+        )
+
+    v1_losses = train(v1, first, spec.v1_steps, spec.seed)
     _save(v1, tokenizer, family.v1, {"spec": stamp, "role": "v1", "losses": v1_losses})
-    v2_losses = pretrain(v1, tokenizer, more, spec.v2_steps, spec, spec.seed + 1)  # v1 evolves into v2
+    v2_losses = train(v1, more, spec.v2_steps, spec.seed + 1)  # v1 evolves into v2
     _save(v1, tokenizer, family.v2, {"spec": stamp, "role": "v2 = v1 trained further", "losses": v2_losses})
     wide = replace(spec.config, hidden_size=spec.config.hidden_size + 32)
     v3 = build_model(wide, spec.seed)
-    v3_losses = pretrain(v3, tokenizer, first, spec.v1_steps, spec, spec.seed)
+    v3_losses = train(v3, first, spec.v1_steps, spec.seed)
     _save(v3, tokenizer, family.v3, {"spec": stamp, "role": "v3 (wider)", "losses": v3_losses})
     return family
 
@@ -117,9 +138,16 @@ def domain_rows(
     """
     paragraphs = list(corpus_paragraphs())
     domain = [p for p in paragraphs[int(len(paragraphs) * PRETRAIN_SHARE) :] if len(p) >= 160]
-    train_paras = domain[:n_train]
+    return text_and_choice_rows(domain, n_train, n_eval, random.Random(seed))
+
+
+def text_and_choice_rows(
+    paragraphs: list[str], n_train: int, n_eval: int, rng: random.Random
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Train rows (the first `n_train` paragraphs, 400 characters each) and `n_eval` two-choice
+    rows over them: which 60 characters follow a paragraph's first 60, its own or another's."""
+    train_paras = paragraphs[:n_train]
     train = [{"text": p[:400]} for p in train_paras]
-    rng = random.Random(seed)
     evals = []
     for i, p in enumerate(train_paras[:n_eval]):
         other = train_paras[(i + 1 + rng.randrange(len(train_paras) - 1)) % len(train_paras)]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import re
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -44,6 +45,12 @@ class TinyConfig:
 
 @functools.cache
 def _tokenizer_json(vocab_size: int) -> str:
+    return bpe_json(corpus_paragraphs(), vocab_size)
+
+
+def bpe_json(texts: Iterable[str], vocab_size: int) -> str:
+    """A byte-level BPE of `vocab_size` tokens trained on `texts`, as tokenizer JSON (deterministic
+    for the same texts in the same order)."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 
     tok = Tokenizer(models.BPE())
@@ -55,7 +62,7 @@ def _tokenizer_json(vocab_size: int) -> str:
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )
-    tok.train_from_iterator(corpus_paragraphs(), trainer=trainer)
+    tok.train_from_iterator(texts, trainer=trainer)
     bos = tok.token_to_id("<s>")
     tok.post_processor = processors.TemplateProcessing(single="<s> $A", special_tokens=[("<s>", bos)])
     return tok.to_str()
@@ -63,11 +70,15 @@ def _tokenizer_json(vocab_size: int) -> str:
 
 def build_tokenizer(vocab_size: int = 512):  # -> transformers.PreTrainedTokenizerFast
     """A byte-level BPE tokenizer of `vocab_size` tokens (cached per size: training takes ~1 s)."""
+    return tokenizer_from_json(_tokenizer_json(vocab_size))
+
+
+def tokenizer_from_json(json_text: str):  # -> transformers.PreTrainedTokenizerFast
     from tokenizers import Tokenizer
     from transformers import PreTrainedTokenizerFast
 
     return PreTrainedTokenizerFast(
-        tokenizer_object=Tokenizer.from_str(_tokenizer_json(vocab_size)),
+        tokenizer_object=Tokenizer.from_str(json_text),
         pad_token="<pad>",
         bos_token="<s>",
         eos_token="</s>",
