@@ -1,5 +1,6 @@
-"""Line charts as standalone SVG (no plotting library in the environment): latency against size on
-log-log axes, one panel per backend, one line per operation, for docs/benchmarks.md."""
+"""Line charts as standalone SVG (no plotting library in the environment): one panel per group,
+one line per series, log-log axes (latency against registry size, docs/benchmarks.md) or linear
+ones (recovery against release hop, docs/science.md)."""
 
 from __future__ import annotations
 
@@ -15,26 +16,43 @@ def _ticks(low: float, high: float) -> list[float]:
     return [10.0**e for e in range(math.floor(math.log10(low)), math.ceil(math.log10(high)) + 1)]
 
 
+def _linear_ticks(low: float, high: float) -> list[float]:
+    """About five round steps spanning [low, high]."""
+    if high <= low:
+        high = low + 1.0
+    raw = (high - low) / 5
+    step = min((m * 10 ** math.floor(math.log10(raw)) for m in (1, 2, 5, 10)), key=lambda s: abs(s - raw))
+    first = math.floor(low / step) * step
+    return [first + i * step for i in range(math.ceil((high - first) / step) + 1)]
+
+
 def _label(value: float) -> str:
-    return f"{value:,.0f}" if value >= 1 else f"{value:g}"
+    return f"{value:,.0f}" if abs(value) >= 10 else f"{round(value, 6):g}"
 
 
 def panel(
-    title: str, series: dict[str, list[tuple[float, float]]], x_label: str, y_label: str, left: float
+    title: str,
+    series: dict[str, list[tuple[float, float]]],
+    x_label: str,
+    y_label: str,
+    left: float,
+    log: bool = True,
 ) -> list[str]:
-    """One log-log panel at x offset `left`: every line is (x, y) points, y > 0."""
+    """One panel at x offset `left`: every line is (x, y) points (x, y > 0 on `log` axes)."""
     xs = [x for points in series.values() for x, _ in points]
     ys = [y for points in series.values() for _, y in points]
-    x_ticks, y_ticks = _ticks(min(xs), max(xs)), _ticks(min(ys), max(ys))
-    lx, hx = math.log10(x_ticks[0]), math.log10(x_ticks[-1])
-    ly, hy = math.log10(y_ticks[0]), math.log10(y_ticks[-1])
+    ticks = _ticks if log else _linear_ticks
+    scale = math.log10 if log else float
+    x_ticks, y_ticks = ticks(min(xs), max(xs)), ticks(min(ys), max(ys))
+    lx, hx = scale(x_ticks[0]), scale(x_ticks[-1])
+    ly, hy = scale(y_ticks[0]), scale(y_ticks[-1])
     plot_w, plot_h = WIDTH - 2 * MARGIN, HEIGHT - 2 * MARGIN
 
     def px(x: float) -> float:
-        return left + MARGIN + (math.log10(x) - lx) / max(hx - lx, 1e-9) * plot_w
+        return left + MARGIN + (scale(x) - lx) / max(hx - lx, 1e-9) * plot_w
 
     def py(y: float) -> float:
-        return MARGIN + plot_h - (math.log10(y) - ly) / max(hy - ly, 1e-9) * plot_h
+        return MARGIN + plot_h - (scale(y) - ly) / max(hy - ly, 1e-9) * plot_h
 
     out = [
         f'<text x="{left + WIDTH / 2}" y="20" text-anchor="middle" font-weight="bold">{escape(title)}</text>'
@@ -64,7 +82,9 @@ def panel(
     return out
 
 
-def chart(panels: dict[str, dict[str, list[tuple[float, float]]]], x_label: str, y_label: str) -> str:
+def chart(
+    panels: dict[str, dict[str, list[tuple[float, float]]]], x_label: str, y_label: str, log: bool = True
+) -> str:
     """Panels side by side with one legend below (each operation keeps its colour in every panel)."""
     names = list(dict.fromkeys(n for series in panels.values() for n in series))
     legend_h = 18 * math.ceil(len(names) / 2) + 10
@@ -72,7 +92,7 @@ def chart(panels: dict[str, dict[str, list[tuple[float, float]]]], x_label: str,
     body: list[str] = []
     for i, (title, series) in enumerate(panels.items()):
         ordered = {n: series[n] for n in names if n in series}
-        body += panel(title, ordered, x_label, y_label, i * WIDTH)
+        body += panel(title, ordered, x_label, y_label, i * WIDTH, log)
     for i, name in enumerate(names):
         x, y = 20 + (i % 2) * width / 2, HEIGHT + 14 + 18 * (i // 2)
         body.append(f'<rect x="{x}" y="{y - 9}" width="14" height="4" fill="{PALETTE[i % len(PALETTE)]}"/>')

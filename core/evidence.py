@@ -131,3 +131,39 @@ def describe_gate(metrics: dict[str, Any]) -> str | None:
     g = evidence["gain"]
     effect = Effect(g["mean"], g["low"], g["high"], g["n"], g["confidence"], g["resamples"], g["seed"])
     return f"gain {effect.describe()} ({evidence.get('metric', 'score')})"
+
+
+def paired_ratio(
+    numerators: Sequence[float],
+    denominators: Sequence[float],
+    *,
+    seed: int = 0,
+    resamples: int = RESAMPLES,
+    confidence: float = CONFIDENCE,
+) -> Effect:
+    """mean(numerators) / mean(denominators) over the same rows (e.g. a port's gain over a
+    retrained patch's gain, row by row) with a percentile bootstrap interval: both means come from
+    the same resampled rows. Resamples whose denominator mean is not positive have no ratio and are
+    left out of the interval (the denominator must be a gain)."""
+    import numpy as np
+
+    top, bottom = np.asarray(numerators, dtype=np.float64), np.asarray(denominators, dtype=np.float64)
+    if top.shape != bottom.shape or top.ndim != 1 or top.size == 0:
+        raise ValueError("paired_ratio needs the same rows, at least one, on both sides")
+    if bottom.mean() <= 0:
+        raise ValueError("paired_ratio needs a positive mean denominator (a gain to compare against)")
+    picks = np.random.default_rng(seed).integers(0, top.size, size=(resamples, top.size))
+    denominator = bottom[picks].mean(axis=1)
+    usable = denominator > 0
+    ratios = top[picks].mean(axis=1)[usable] / denominator[usable]
+    tail = (1 - confidence) / 2
+    low, high = np.quantile(ratios, [tail, 1 - tail])
+    return Effect(
+        mean=float(top.mean() / bottom.mean()),
+        low=float(low),
+        high=float(high),
+        n=int(top.size),
+        confidence=confidence,
+        resamples=int(usable.sum()),
+        seed=seed,
+    )

@@ -47,3 +47,16 @@ def test_same_seed_same_interval_and_bad_input_is_refused() -> None:
 def test_job_results_carry_the_means_not_the_rows() -> None:
     rows = [{"dataset": "d", "base": {"loss": 1.0, "per_row": {"scores": [0.1]}}, "patch": {"loss": 0.9}}]
     assert brief_rows(rows) == [{"dataset": "d", "base": {"loss": 1.0}, "patch": {"loss": 0.9}}]
+
+
+def test_a_ratio_of_paired_means_with_its_interval() -> None:
+    from core.evidence import paired_ratio
+
+    rng = random.Random(2)
+    retrained = [1.0 + rng.gauss(0, 0.3) for _ in range(400)]
+    ported = [0.6 * r + rng.gauss(0, 0.05) for r in retrained]
+    ratio = paired_ratio(ported, retrained, seed=1)
+    assert ratio.mean == pytest.approx(sum(ported) / sum(retrained))
+    assert ratio.low < 0.6 < ratio.high and ratio.high - ratio.low < 0.05
+    with pytest.raises(ValueError, match="positive mean denominator"):
+        paired_ratio([1.0, 2.0], [-1.0, -2.0])

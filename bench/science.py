@@ -1,0 +1,245 @@
+"""The methods' claims, measured on the testbed family (`trainer/testbed.py`) with the product's own
+code: `trainer.loop.train` trains, `trainer.measure.measure` evaluates (per-row evidence, the no-op
+check, portability statistics) and `trainer.gate.decide` gates, exactly as a worker does.
+
+    .venv/bin/python -m bench.science [--quick] [--seeds 1] [--steps 300] [--json out.json] \\
+        [--markdown docs/science-results.md] [--plots docs/science]
+
+For each seed and each training (LoRA, S²FT at LoRA's parameter count, Propulsion, S²FT + ALEWR):
+train on v1 and on every release (retraining), then port the v1 patch to v2, v3 and v4 (PortLLM:
+the same delta). Reported, each with its 95 % bootstrap interval over eval rows:
+- port recovery per hop: the port's gain over its base alone ÷ the retrained patch's gain;
+- domain gain (per-row log-likelihood and accuracy) and forgetting (the same on held-out general
+  text: patched − base alone, negative = forgotten) on v1;
+- the gate's decision on every port, and a cross-validated AUC of `core.forecast` predicting it
+  from the portability statistics (when both outcomes occur).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from core.evidence import PER_ROW, Effect, paired_effect, paired_ratio  # noqa: E402
+from core.plans import EVALUATE_ARMS, PORT_ARMS, EvalSet, Measurement, MeasurePlan  # noqa: E402
+
+# label: (method, settings, ALEWR lambda or None); S²FT's budget is set to LoRA's parameter count
+TRAININGS: dict[str, tuple[str, tuple[str, ...], float | None]] = {
+    "lora": ("lora", (), None),
+    "s2ft": ("s2ft", (), None),
+    "propulsion": ("propulsion", (), None),
+    "s2ft+alewr": ("s2ft", (), 0.01),
+}
+DOMAIN, GENERAL = "domain/eval", "general/held-out"
+
+
+def _rows_of(measured: Measurement, dataset: str) -> dict[str, Any]:
+    return next(r for r in measured.rows if r["dataset"] == dataset)
+
+
+def _diffs(row: dict[str, Any], patched: str, base: str, key: str = "scores") -> list[float]:
+    a, b = row[patched][PER_ROW][key], row[base][PER_ROW][key]
+    return [x - y for x, y in zip(a, b, strict=True) if x is not None and y is not None]
+
+
+def _effect(values: list[float]) -> dict[str, Any]:
+    return paired_effect(values).to_dict()
+
+
+class Lab:
+    """The testbed's bases kept loaded, the eval sets, and the work's scratch directory."""
+
+    def __init__(self, testbed: Any, scratch: Path, steps: int, lr: float, batch: int) -> None:
+        from core.rows import read_rows
+        from trainer.resident import ResidentModels
+
+        self.tb, self.scratch, self.steps, self.lr, self.batch = testbed, scratch, steps, lr, batch
+        self.models = ResidentModels(8 << 30, "cpu")
+        self.train_rows = read_rows(testbed.domain_train)
+        general = testbed.general.read_text().splitlines(keepends=True)
+        half = len(general) // 2  # one half weighs ALEWR's importance, the other measures forgetting
+        self.importance_rows = [json.loads(line) for line in general[:half]]
+        forgetting = scratch / "general-held-out.jsonl"
+        forgetting.write_text("".join(general[half:]))
+        self.eval_sets = (EvalSet(1, DOMAIN, testbed.domain_eval), EvalSet(2, GENERAL, forgetting))
+        self.importance: dict[Path, str] = {}
+
+    def train(self, release: Path, label: str, seed: int, budget: float | None) -> tuple[Path, int]:
+        """Train `label` on `release`; the patch file and its trainable parameter count."""
+        from trainer.loop import TrainArgs, train
+        from trainer.methods import get_method, parse_overrides
+        from trainer.patch.io import save_patch
+        from trainer.regularizers import regularization
+
+        method, settings, alewr = TRAININGS[label]
+        if method == "s2ft" and budget is not None:
+            settings = (*settings, f"budget={budget:.6g}")
+        reg = regularization("alewr", importance=self._importance(release), lambda_=alewr) if alewr else None
+        args = TrainArgs(steps=self.steps, lr=self.lr, batch_size=self.batch, seed=seed, device="cpu")
+        with self.models.borrow(release, alone=True) as (model, tokenizer):
+            config = parse_overrides(method, settings)
+            result = train(
+                model, tokenizer, self.train_rows, get_method(method), config, args, regularization=reg
+            )
+        path = save_patch(result.patch, self.scratch / f"{label}-{release.name}-seed{seed}.safetensors")
+        return path, result.trainable_params
+
+    def _importance(self, release: Path) -> str:
+        from trainer.regularizers.alewr.importance import compute_importance
+
+        if release not in self.importance:
+            out = self.scratch / f"omega-{release.name}.safetensors"
+            self.importance[release] = str(
+                compute_importance(release, self.importance_rows, out_path=out, steps=20, max_length=256)
+            )
+        return self.importance[release]
+
+    def measure(self, patch: Path, base: Path, source_base: Path | None = None) -> Measurement:
+        from trainer.measure import measure
+
+        arms = dict(PORT_ARMS) if source_base is not None else dict(EVALUATE_ARMS)
+        plan = MeasurePlan(
+            patch_path=patch,
+            base_dir=base,
+            source_base_dir=source_base,
+            eval_sets=self.eval_sets,
+            arms=arms,
+            portability=source_base is not None,
+        )
+        return measure(plan, "cpu", models=self.models)
+
+
+def run_seed(lab: Lab, seed: int, only: tuple[str, ...] = tuple(TRAININGS)) -> dict[str, Any]:
+    from trainer.gate import GateConfig, decide
+
+    releases = lab.tb.releases
+    out: dict[str, Any] = {}
+    lora_params: int | None = None
+    total = lab.tb.note["parameters"]
+    for label in only:
+        budget = lora_params / total if lora_params and TRAININGS[label][0] == "s2ft" else None
+        started = time.monotonic()
+        patches = [lab.train(r, label, seed, budget) for r in releases]
+        if label == "lora":
+            lora_params = patches[0][1]
+        source, params = patches[0]
+        on_v1 = lab.measure(source, releases[0])
+        domain, general = _rows_of(on_v1, DOMAIN), _rows_of(on_v1, GENERAL)
+        entry: dict[str, Any] = {
+            "params": params,
+            "v1": {
+                "gain": _effect(_diffs(domain, "patch", "base")),
+                "accuracy_gain": _effect(_diffs(domain, "patch", "base", "correct")),
+                "forgetting": _effect(_diffs(general, "patch", "base")),
+                "accuracy": domain["patch"]["accuracy"],
+                "base_accuracy": domain["base"]["accuracy"],
+            },
+            "hops": [],
+        }
+        for hop, (release, (retrained, _)) in enumerate(zip(releases[1:], patches[1:], strict=True), start=1):
+            port = lab.measure(source, release, source_base=releases[0])
+            again = lab.measure(retrained, release)
+            port_rows, again_rows = _rows_of(port, DOMAIN), _rows_of(again, DOMAIN)
+            port_gain, retrain_gain = _diffs(port_rows, "ported", "base"), _diffs(again_rows, "patch", "base")
+            decision = decide(port, GateConfig(), patched="ported", source="source")
+            recovery: Effect | None = None
+            if sum(retrain_gain) > 0:
+                recovery = paired_ratio(port_gain, retrain_gain)
+            entry["hops"].append(
+                {
+                    "release": release.name,
+                    "hop": hop,
+                    "port_gain": _effect(port_gain),
+                    "retrain_gain": _effect(retrain_gain),
+                    "recovery": recovery.to_dict() if recovery else None,
+                    "port_accuracy": port_rows["ported"]["accuracy"],
+                    "retrain_accuracy": again_rows["patch"]["accuracy"],
+                    "base_accuracy": port_rows["base"]["accuracy"],
+                    "gate": decision.status,
+                    "why": decision.why,
+                    "portability": port.portability,
+                }
+            )
+        entry["seconds"] = round(time.monotonic() - started, 1)
+        out[label] = entry
+        print(f"seed {seed}: {label} done in {entry['seconds']} s", flush=True)
+    return out
+
+
+def forecast_auc(results: list[dict[str, Any]]) -> dict[str, Any]:
+    """Cross-validated AUC of core.forecast on every port measured (outcome: validated)."""
+    from core.forecast import cross_validated_auc, features
+
+    rows, held = [], []
+    for seed in results:
+        for entry in seed.values():
+            for hop in entry["hops"]:
+                rows.append(features(hop["portability"]))
+                held.append(int(hop["gate"] == "validated"))
+    summary: dict[str, Any] = {"ports": len(held), "validated": sum(held)}
+    if 0 < sum(held) < len(held) and len(held) >= 10:
+        summary["auc"] = cross_validated_auc(rows, held, folds=min(5, len(held) // 2))
+    else:
+        summary["auc"] = None  # one outcome only: nothing to rank
+    return summary
+
+
+def main() -> None:
+    from trainer.testbed import QUICK, TestbedRecipe, build_testbed
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--quick", action="store_true", help="The tests' tiny testbed (numbers mean nothing)."
+    )
+    parser.add_argument("--seeds", type=int, default=1)
+    parser.add_argument("--only", nargs="+", choices=list(TRAININGS), default=list(TRAININGS))
+    parser.add_argument("--steps", type=int, default=300)
+    parser.add_argument("--lr", type=float, default=3e-3)
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--json", type=Path, help="Write every measurement here.")
+    parser.add_argument("--markdown", type=Path, help="Write the tables here.")
+    parser.add_argument("--plots", type=Path, help="Write the SVG plots into this directory.")
+    args = parser.parse_args()
+    recipe = QUICK if args.quick else TestbedRecipe()
+    started = time.monotonic()
+    testbed = build_testbed(recipe)
+    with tempfile.TemporaryDirectory() as tmp:
+        lab = Lab(testbed, Path(tmp), args.steps, args.lr, args.batch_size)
+        results = [run_seed(lab, seed, tuple(args.only)) for seed in range(args.seeds)]
+    report = {
+        "testbed": {
+            k: testbed.note[k] for k in ("digest", "parameters", "sources", "drift_from_v1", "releases")
+        },
+        "settings": {
+            "steps": args.steps,
+            "lr": args.lr,
+            "batch_size": args.batch_size,
+            "seeds": args.seeds,
+            "quick": args.quick,
+        },
+        "seeds": results,
+        "forecast": forecast_auc(results),
+        "seconds": round(time.monotonic() - started),
+    }
+    if args.json:
+        args.json.write_text(json.dumps(report, indent=1))
+    from bench.science_report import plots, tables
+
+    text = tables(report)
+    print(text)
+    if args.markdown:
+        args.markdown.write_text(text)
+    if args.plots:
+        plots(report, args.plots)
+
+
+if __name__ == "__main__":
+    main()

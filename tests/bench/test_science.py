@@ -1,0 +1,33 @@
+"""bench/science.py end to end on the quick testbed, one training: it trains on every release, ports
+the v1 patch through the product's measure and gate, and writes its tables, JSON and plot."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+
+def test_the_science_bench_runs_on_the_quick_testbed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from bench import science
+
+    monkeypatch.setenv("PATCHREG_TESTBED_CACHE", str(tmp_path / "testbed"))
+    out, tables = tmp_path / "science.json", tmp_path / "science.md"
+    argv = ["science", "--quick", "--only", "lora", "--steps", "4", "--json", str(out)]
+    monkeypatch.setattr(sys, "argv", [*argv, "--markdown", str(tables), "--plots", str(tmp_path / "plots")])
+    science.main()
+    report = json.loads(out.read_text())
+    (run,) = report["seeds"]
+    lora = run["lora"]
+    assert lora["params"] > 0 and [h["release"] for h in lora["hops"]] == ["v2", "v3", "v4"]
+    for hop in lora["hops"]:
+        assert hop["gate"] in ("validated", "degraded", "inconclusive") and hop["portability"]["modules"]
+        gain = hop["port_gain"]
+        assert gain["n"] == 16 and gain["low"] <= gain["mean"] <= gain["high"]
+    assert lora["v1"]["forgetting"]["n"] == 10  # the held-out half of the general rows
+    assert report["forecast"]["ports"] == 3
+    text = tables.read_text()
+    assert text.startswith("**--quick") and "| 0 | lora | v4 |" in text
+    assert (tmp_path / "plots" / "recovery.svg").exists() or all(h["recovery"] is None for h in lora["hops"])
