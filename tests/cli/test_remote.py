@@ -239,7 +239,7 @@ def test_errors_refusals_and_login(served: Served, tmp_path: Path) -> None:
     code, _, err = reader("token", "list")
     assert code == 1 and "scopes read" in err and err.count("\n") == 1  # an admin's verb
     code, _, err = reader("port", "ffffffffffff", "--base", "tiny:v1", "--no-eval")
-    assert code == 2 and err.startswith("error: `patchreg port --no-eval/--margin/--keep` runs only where")
+    assert code == 2 and err.startswith("error: `patchreg port --no-eval/--margin/--keep/--decide-by` runs")
     gone = Cli(tmp_path, ["--server", f"http://127.0.0.1:{free_port()}"])
     code, _, err = gone("domain", "list")
     assert code == 3 and err.startswith("error: ") and err.count("\n") == 1
