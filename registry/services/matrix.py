@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import case, select, tuple_
+from sqlalchemy import case, select
 from sqlalchemy.orm import Session, joinedload
 
 from core.vocab import SOURCE_ORIGINS
@@ -75,26 +75,19 @@ def _page(
         # equalities on both columns of ix_patches_sources: only sources are read, not their copies
         .where(Patch.base_version_id.in_([version_id for version_id, _ in refs]))
         .where(Patch.origin.in_(SOURCE_ORIGINS))
-        .order_by(Domain.name, Patch.created_at, Patch.id)
-        .limit(size + 1)
+        .options(joinedload(Patch.domain), joinedload(Patch.base_version).joinedload(BaseVersion.family))
     )
     if domain_id is not None:
         page = page.where(Patch.domain_id == domain_id)
-    if cursor is not None:
-        name, created_at, last_id = pagination.decode(cursor, 3)
-        page = page.where(tuple_(Domain.name, Patch.created_at, Patch.id) > tuple_(name, created_at, last_id))
-    sources = list(
-        session.scalars(
-            page.options(
-                joinedload(Patch.domain), joinedload(Patch.base_version).joinedload(BaseVersion.family)
-            )
-        )
+    found = pagination.keyset(
+        session,
+        page,
+        (Domain.name, Patch.created_at, Patch.id),
+        lambda p: (p.domain.name, p.created_at, p.id),
+        limit=size,
+        cursor=cursor,
     )
-    next_cursor = None
-    if len(sources) > size:
-        sources = sources[:size]
-        last = sources[-1]
-        next_cursor = pagination.encode(last.domain.name, last.created_at, last.id)
+    sources, next_cursor = found.items, found.next_cursor
     if not sources:
         return [], None
     page_ids = [p.id for p in sources]
