@@ -6,13 +6,16 @@ check, portability statistics) and `trainer.gate.decide` gates, exactly as a wor
         [--markdown docs/science-results.md] [--plots docs/science]
 
 For each seed and each training (LoRA, S²FT at LoRA's parameter count, Propulsion, S²FT + ALEWR):
-train on v1 and on every release (retraining), then port the v1 patch to v2, v3 and v4 (PortLLM:
-the same delta). Reported, each with its 95 % bootstrap interval over eval rows:
-- port recovery per hop: the port's gain over its base alone ÷ the retrained patch's gain;
+train on v1 and on every release (retraining), then port each release's patch to every later release
+(PortLLM: the same delta; v1 → v2, v3, v4, v2 → v3, v4 and v3 → v4). Reported, each with its 95 %
+bootstrap interval over eval rows:
+- port recovery per hop: the port's gain over its base alone ÷ the gain of the patch retrained there;
 - domain gain (per-row log-likelihood and accuracy) and forgetting (the same on held-out general
   text: patched − base alone, negative = forgotten) on v1;
-- the gate's decision on every port, and a cross-validated AUC of `core.forecast` predicting it
-  from the portability statistics (when both outcomes occur).
+- the gate's decision on every port (on the domain's eval rows; the default gate, and ones that ask
+  a port to keep 50 % or 0 % of its source's gain instead of 80 %), and a cross-validated AUC of
+  `core.forecast` predicting it from the portability statistics (when both outcomes occur).
+`--fit-out` writes the forecast fitted on every port, the one `patchreg compat` and `port` show.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ import json
 import sys
 import tempfile
 import time
+from itertools import combinations
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +43,9 @@ TRAININGS: dict[str, tuple[str, tuple[str, ...], float | None]] = {
     "s2ft+alewr": ("s2ft", (), 0.01),
 }
 DOMAIN, GENERAL = "domain/eval", "general/held-out"
+# the gates every port is decided by: the default, then ones asking it to keep less of its source's
+# gain (keep 0 %: only to beat the base alone); the forecast is fitted for the first with both outcomes
+GATE_KEEPS = {"default": 0.8, "keep50": 0.5, "keep0": 0.0}
 
 
 def _rows_of(measured: Measurement, dataset: str) -> dict[str, Any]:
@@ -69,7 +76,8 @@ class Lab:
         self.importance_rows = [json.loads(line) for line in general[:half]]
         forgetting = scratch / "general-held-out.jsonl"
         forgetting.write_text("".join(general[half:]))
-        self.eval_sets = (EvalSet(1, DOMAIN, testbed.domain_eval), EvalSet(2, GENERAL, forgetting))
+        self.domain_set = EvalSet(1, DOMAIN, testbed.domain_eval)
+        self.general_set = EvalSet(2, GENERAL, forgetting)
         self.importance: dict[Path, str] = {}
 
     def train(self, release: Path, label: str, seed: int, budget: float | None) -> tuple[Path, int]:
@@ -102,7 +110,11 @@ class Lab:
             )
         return self.importance[release]
 
-    def measure(self, patch: Path, base: Path, source_base: Path | None = None) -> Measurement:
+    def measure(
+        self, patch: Path, base: Path, source_base: Path | None = None, general: bool = False
+    ) -> Measurement:
+        """Evaluate on the domain's eval rows (and the general held-out text with `general`); with
+        `source_base`, as a port: arms ported/base/source/source_base and portability statistics."""
         from trainer.measure import measure
 
         arms = dict(PORT_ARMS) if source_base is not None else dict(EVALUATE_ARMS)
@@ -110,20 +122,25 @@ class Lab:
             patch_path=patch,
             base_dir=base,
             source_base_dir=source_base,
-            eval_sets=self.eval_sets,
+            eval_sets=(self.domain_set, self.general_set) if general else (self.domain_set,),
             arms=arms,
             portability=source_base is not None,
         )
         return measure(plan, "cpu", models=self.models)
 
 
-def run_seed(lab: Lab, seed: int, only: tuple[str, ...] = tuple(TRAININGS)) -> dict[str, Any]:
+def run_seed(
+    lab: Lab, seed: int, only: tuple[str, ...] = tuple(TRAININGS), save: Any = None
+) -> dict[str, Any]:
+    """Every training in `only` for one seed (`save(partial)` after each, so a long run can be read
+    while it goes on)."""
     from trainer.gate import GateConfig, decide
 
     releases = lab.tb.releases
     out: dict[str, Any] = {}
     lora_params: int | None = None
     total = lab.tb.note["parameters"]
+    gates = {name: GateConfig(keep_fraction=keep) for name, keep in GATE_KEEPS.items()}
     for label in only:
         budget = lora_params / total if lora_params and TRAININGS[label][0] == "s2ft" else None
         started = time.monotonic()
@@ -131,7 +148,7 @@ def run_seed(lab: Lab, seed: int, only: tuple[str, ...] = tuple(TRAININGS)) -> d
         if label == "lora":
             lora_params = patches[0][1]
         source, params = patches[0]
-        on_v1 = lab.measure(source, releases[0])
+        on_v1 = lab.measure(source, releases[0], general=True)
         domain, general = _rows_of(on_v1, DOMAIN), _rows_of(on_v1, GENERAL)
         entry: dict[str, Any] = {
             "params": params,
@@ -143,53 +160,100 @@ def run_seed(lab: Lab, seed: int, only: tuple[str, ...] = tuple(TRAININGS)) -> d
                 "base_accuracy": domain["base"]["accuracy"],
             },
             "hops": [],
+            # per eval row, patched − base alone: methods are compared row by row on the same rows
+            "rows": {
+                "gain": _diffs(domain, "patch", "base"),
+                "correct": _diffs(domain, "patch", "base", "correct"),
+                "forgetting": _diffs(general, "patch", "base"),
+            },
         }
-        for hop, (release, (retrained, _)) in enumerate(zip(releases[1:], patches[1:], strict=True), start=1):
-            port = lab.measure(source, release, source_base=releases[0])
-            again = lab.measure(retrained, release)
-            port_rows, again_rows = _rows_of(port, DOMAIN), _rows_of(again, DOMAIN)
+        retrained = {
+            j: _rows_of(lab.measure(patches[j][0], releases[j]), DOMAIN) for j in range(1, len(releases))
+        }
+        for i, j in combinations(range(len(releases)), 2):
+            port = lab.measure(patches[i][0], releases[j], source_base=releases[i])
+            port_rows, again_rows = _rows_of(port, DOMAIN), retrained[j]
             port_gain, retrain_gain = _diffs(port_rows, "ported", "base"), _diffs(again_rows, "patch", "base")
-            decision = decide(port, GateConfig(), patched="ported", source="source")
+            decisions = {
+                name: decide(port, gate, patched="ported", source="source") for name, gate in gates.items()
+            }
             recovery: Effect | None = None
             if sum(retrain_gain) > 0:
                 recovery = paired_ratio(port_gain, retrain_gain)
             entry["hops"].append(
                 {
-                    "release": release.name,
-                    "hop": hop,
+                    "source": releases[i].name,
+                    "release": releases[j].name,
+                    "hop": j - i,
                     "port_gain": _effect(port_gain),
+                    "source_gain": _effect(_diffs(port_rows, "source", "source_base")),
                     "retrain_gain": _effect(retrain_gain),
                     "recovery": recovery.to_dict() if recovery else None,
                     "port_accuracy": port_rows["ported"]["accuracy"],
                     "retrain_accuracy": again_rows["patch"]["accuracy"],
                     "base_accuracy": port_rows["base"]["accuracy"],
-                    "gate": decision.status,
-                    "why": decision.why,
+                    "gate": decisions["default"].status,
+                    "why": decisions["default"].why,
+                    "gates": {name: d.status for name, d in decisions.items()},
                     "portability": port.portability,
                 }
             )
         entry["seconds"] = round(time.monotonic() - started, 1)
         out[label] = entry
         print(f"seed {seed}: {label} done in {entry['seconds']} s", flush=True)
+        if save is not None:
+            save(out)
     return out
 
 
+def _ports(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [hop for seed in results for entry in seed.values() for hop in entry["hops"]]
+
+
 def forecast_auc(results: list[dict[str, Any]]) -> dict[str, Any]:
-    """Cross-validated AUC of core.forecast on every port measured (outcome: validated)."""
+    """Per gate, the cross-validated AUC of core.forecast on every port measured (outcome: the gate
+    validated it); None where only one outcome occurred."""
     from core.forecast import cross_validated_auc, features
 
-    rows, held = [], []
-    for seed in results:
-        for entry in seed.values():
-            for hop in entry["hops"]:
-                rows.append(features(hop["portability"]))
-                held.append(int(hop["gate"] == "validated"))
-    summary: dict[str, Any] = {"ports": len(held), "validated": sum(held)}
-    if 0 < sum(held) < len(held) and len(held) >= 10:
-        summary["auc"] = cross_validated_auc(rows, held, folds=min(5, len(held) // 2))
-    else:
-        summary["auc"] = None  # one outcome only: nothing to rank
+    ports = _ports(results)
+    rows = [features(hop["portability"]) for hop in ports]
+    summary: dict[str, Any] = {"ports": len(ports), "gates": {}}
+    for gate in GATE_KEEPS:
+        held = [int(hop["gates"][gate] == "validated") for hop in ports]
+        entry: dict[str, Any] = {"validated": sum(held), "auc": None}
+        if 0 < sum(held) < len(held) and len(held) >= 10:
+            folds = min(5, sum(held), len(held) - sum(held))
+            if folds >= 2:
+                entry["auc"] = cross_validated_auc(rows, held, folds=folds)
+                entry["folds"] = folds
+        summary["gates"][gate] = entry
     return summary
+
+
+def fitted_forecast(
+    results: list[dict[str, Any]], summary: dict[str, Any], testbed: str
+) -> dict[str, Any] | None:
+    """The forecast fitted on every port, for the first gate of GATE_KEEPS with both outcomes,
+    with what it was fitted on: what `--fit-out` writes for the product to load."""
+    from core.forecast import features, fit
+
+    ports = _ports(results)
+    for gate, keep in GATE_KEEPS.items():
+        measured = summary["gates"][gate]
+        if measured["auc"] is None:
+            continue
+        held = [int(hop["gates"][gate] == "validated") for hop in ports]
+        model = fit([features(hop["portability"]) for hop in ports], held)
+        return {
+            **model.to_dict(),
+            "target": {"gate": gate, "keep_fraction": keep, "metric": "score"},
+            "validated": sum(held),
+            "held_out_auc": measured["auc"],
+            "folds": measured["folds"],
+            "testbed": testbed,
+            "command": "python -m bench.science " + " ".join(sys.argv[1:]),
+        }
+    return None
 
 
 def main() -> None:
@@ -207,14 +271,14 @@ def main() -> None:
     parser.add_argument("--json", type=Path, help="Write every measurement here.")
     parser.add_argument("--markdown", type=Path, help="Write the tables here.")
     parser.add_argument("--plots", type=Path, help="Write the SVG plots into this directory.")
+    parser.add_argument(
+        "--fit-out", type=Path, help="Write the forecast fitted on every port here (core/forecast_fit.json)."
+    )
     args = parser.parse_args()
     recipe = QUICK if args.quick else TestbedRecipe()
     started = time.monotonic()
     testbed = build_testbed(recipe)
-    with tempfile.TemporaryDirectory() as tmp:
-        lab = Lab(testbed, Path(tmp), args.steps, args.lr, args.batch_size)
-        results = [run_seed(lab, seed, tuple(args.only)) for seed in range(args.seeds)]
-    report = {
+    report: dict[str, Any] = {
         "testbed": {
             k: testbed.note[k] for k in ("digest", "parameters", "sources", "drift_from_v1", "releases")
         },
@@ -225,12 +289,29 @@ def main() -> None:
             "seeds": args.seeds,
             "quick": args.quick,
         },
-        "seeds": results,
-        "forecast": forecast_auc(results),
-        "seconds": round(time.monotonic() - started),
+        "seeds": [],
     }
-    if args.json:
-        args.json.write_text(json.dumps(report, indent=1))
+
+    def save(partial: dict[str, Any] | None = None) -> None:
+        if args.json:
+            seeds = report["seeds"] + ([partial] if partial is not None else [])
+            args.json.write_text(
+                json.dumps({**report, "seeds": seeds, "partial": partial is not None}, indent=1)
+            )
+
+    with tempfile.TemporaryDirectory() as tmp:
+        lab = Lab(testbed, Path(tmp), args.steps, args.lr, args.batch_size)
+        for seed in range(args.seeds):
+            report["seeds"].append(run_seed(lab, seed, tuple(args.only), save=save))
+    report["forecast"] = forecast_auc(report["seeds"])
+    report["seconds"] = round(time.monotonic() - started)
+    fitted = fitted_forecast(report["seeds"], report["forecast"], testbed.note["digest"])
+    if args.fit_out:
+        if fitted is None:
+            print("no gate saw both outcomes: no forecast to fit, --fit-out left alone", file=sys.stderr)
+        else:
+            args.fit_out.write_text(json.dumps(fitted, indent=1) + "\n")
+    save()
     from bench.science_report import plots, tables
 
     text = tables(report)

@@ -12,7 +12,8 @@ import click
 
 from cli.context import AppContext, json_flag, pass_app
 from cli.output import emit, print_fields, print_table
-from registry.schemas import CompatMatrix, ServingRead
+from core.forecast import describe
+from registry.schemas import CompatMatrix, ServingRead, VerdictRead
 
 _CHECK = "\0check"  # routing token: never typed, since a shell argument cannot hold a NUL byte
 
@@ -77,6 +78,7 @@ def check(app: AppContext, patch_id: str, base_ref: str, serving: bool) -> None:
                 ("base", row.base),
                 ("verdict", click.style(row.verdict, fg=colour, bold=True)),
                 ("PEFT rank", row.export_rank if row.export_rank is not None else "- (no LoRA form)"),
+                ("forecast", forecast_line(row, patch_id, base_ref)),
             ]
         )
         if row.reasons:
@@ -88,6 +90,18 @@ def check(app: AppContext, patch_id: str, base_ref: str, serving: bool) -> None:
 
     data: Any = row if lines is None else {**row.model_dump(mode="json"), "serving": lines}
     emit(app.json_output, data, human)
+
+
+def forecast_line(row: VerdictRead, patch_id: str, base_ref: str) -> str:
+    """The forecast in one line, or what to run to get one."""
+    if row.forecast is not None:
+        return describe(row.forecast)
+    if row.portability is None:
+        return (
+            f"- (no portability statistics yet: `patchreg port {patch_id} --base {base_ref} --no-eval`"
+            " measures them from the weights, without evaluating)"
+        )
+    return "- (no forecast fitted: `python -m bench.science --fit-out core/forecast_fit.json`)"
 
 
 def print_serving(lines: list[ServingRead]) -> None:

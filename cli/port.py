@@ -11,6 +11,7 @@ from cli.errors import NotRemote
 from cli.follow import FINISHED, follow_job
 from cli.output import emit, print_fields, print_table
 from core.errors import InvalidState
+from core.forecast import describe
 
 
 def _fmt(metrics: dict[str, Any] | None) -> str:
@@ -83,6 +84,7 @@ def port(
                 ("from", f"{p.parent_id} on {report.verdict.source_base}"),
                 ("verdict", report.verdict.verdict),
                 ("portability", f"{report.portability['score']:.3f}" if report.portability else "-"),
+                ("forecast", describe(report.forecast) if report.forecast else "-"),
                 ("status", p.status),
                 ("why", report.why),
             ]
@@ -111,6 +113,7 @@ def port(
         "patch": report.patch,
         "created": report.created,
         "portability": report.portability,
+        "forecast": report.forecast,
         "evaluations": report.rows,
         "noop": report.noop,
         "status": report.status,
@@ -143,6 +146,7 @@ def _port_job(app: AppContext, patch_id: str, base_ref: str, wait: bool) -> None
                 ("job", f"{job.id} {job.status}"),
                 ("ported patch", result.get("patch_id")),
                 ("verdict", result.get("verdict")),
+                ("forecast", describe(result["forecast"]) if result.get("forecast") else "-"),
                 ("status", result.get("status")),
                 ("why", result.get("why")),
                 ("retrain job", result.get("retrain_job")),

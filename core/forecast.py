@@ -7,15 +7,23 @@ into a probability. Its quality is the AUC on ports it was not fitted on (`cross
 reported as measured — the heuristic `score` alone is one of the features, so the fit shows whether
 anything beyond it carries signal.
 
-numpy only (imported when a fit or a forecast runs), so the registry can score a verdict.
+The fit the product shows (`core/forecast_fit.json`, written by `bench/science.py --fit-out`) is
+loaded by `shipped()`; `forecast(portability)` is what `compat` and every port report: the
+probability, the gate it predicts, the held-out AUC it was measured at, and each feature's value and
+pull. Fitting needs numpy; scoring is plain Python, so the registry scores a verdict without it.
 """
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
 from typing import Any
+
+FIT_FILE = Path(__file__).with_name("forecast_fit.json")
 
 FEATURES = (
     "score",
@@ -59,12 +67,29 @@ class Forecast:
     fitted_on: int  # ports
     l2: float
 
-    def probability(self, row: Mapping[str, float]) -> float:
-        z = self.bias + sum(
-            w * (float(row[f]) - m) / s
+    def pulls(self, row: Mapping[str, float]) -> dict[str, float]:
+        """Each feature's term in the log-odds: how far it moves this port from the average one."""
+        return {
+            f: w * (float(row[f]) - m) / s
             for w, f, m, s in zip(self.weights, FEATURES, self.means, self.scales, strict=True)
-        )
+        }
+
+    def probability(self, row: Mapping[str, float]) -> float:
+        z = self.bias + sum(self.pulls(row).values())
         return 1.0 / (1.0 + math.exp(-max(-60.0, min(60.0, z))))
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Forecast:
+        if list(data["features"]) != list(FEATURES):
+            raise ValueError(f"forecast fitted on features {data['features']}, this code computes {FEATURES}")
+        return cls(
+            weights=tuple(float(w) for w in data["weights"]),
+            bias=float(data["bias"]),
+            means=tuple(float(m) for m in data["means"]),
+            scales=tuple(float(s) for s in data["scales"]),
+            fitted_on=int(data["fitted_on"]),
+            l2=float(data["l2"]),
+        )
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -145,3 +170,70 @@ def cross_validated_auc(
         for i in inside:
             scores[i] = model.probability(rows[i])
     return auc(scores, held)
+
+
+@dataclass(frozen=True)
+class Shipped:
+    """A fit with what it was fitted on and how well it ranked ports it had not seen."""
+
+    model: Forecast
+    keep_fraction: float  # the gate it predicts: validated when keeping this share of the source's gain
+    held_out_auc: float
+    validated: int  # of model.fitted_on ports
+    testbed: str  # digest of the testbed family the ports were measured on
+
+
+def shipped() -> Shipped | None:
+    """The fit in FIT_FILE, or None where none has been written (no gate saw both outcomes)."""
+    return _load(FIT_FILE)
+
+
+@cache
+def _load(path: Path) -> Shipped | None:
+    if not path.is_file():
+        return None
+    data = json.loads(path.read_text())
+    return Shipped(
+        model=Forecast.from_dict(data),
+        keep_fraction=float(data["target"]["keep_fraction"]),
+        held_out_auc=float(data["held_out_auc"]),
+        validated=int(data["validated"]),
+        testbed=str(data["testbed"]),
+    )
+
+
+def forecast(portability: Mapping[str, Any] | None, fit: Shipped | None = None) -> dict[str, Any] | None:
+    """What a user sees before any evaluation: the probability that the port validates under the
+    fitted gate, with every feature's value and pull (log-odds), strongest first; None without
+    statistics or a fit."""
+    fit = fit or shipped()
+    if fit is None or not portability or not portability.get("modules"):
+        return None
+    row = features(portability)
+    pulls = fit.model.pulls(row)
+    evidence = [
+        {"feature": f, "value": row[f], "pull": pulls[f]}
+        for f in sorted(FEATURES, key=lambda f: -abs(pulls[f]))
+    ]
+    return {
+        "probability": fit.model.probability(row),
+        "predicts": f"validated by a gate keeping {fit.keep_fraction:.0%} of the source's gain",
+        "keep_fraction": fit.keep_fraction,
+        "held_out_auc": fit.held_out_auc,
+        "fitted_on": fit.model.fitted_on,
+        "validated": fit.validated,
+        "testbed": fit.testbed[:16],
+        "evidence": evidence,
+    }
+
+
+def describe(prediction: Mapping[str, Any]) -> str:
+    """One line: the probability, what it predicts, how it was measured, the two strongest pulls."""
+    pulls = ", ".join(
+        f"{e['feature']} {e['value']:.3g} ({e['pull']:+.2f})" for e in prediction["evidence"][:2]
+    )
+    return (
+        f"{prediction['probability']:.0%} chance to be {prediction['predicts']} "
+        f"(fitted on {prediction['fitted_on']} testbed ports, held-out AUC {prediction['held_out_auc']:.2f};"
+        f" strongest: {pulls})"
+    )

@@ -136,6 +136,8 @@ class VerdictRead(Schema):
     reasons: list[Reason]
     export_rank: int | None
     portability: dict[str, Any] | None
+    # core.forecast from the portability statistics: will the port validate? (None: none measured)
+    forecast: dict[str, Any] | None = None
     checked_at: datetime
 
 
@@ -269,6 +271,7 @@ class PortReport(Schema):
     patch: PatchRead | None
     created: bool
     portability: dict[str, Any] | None = None
+    forecast: dict[str, Any] | None = None  # core.forecast, made from `portability` before any evaluation
     rows: list[dict[str, Any]] = []
     noop: dict[str, Any] | None = None
     status: str | None = None

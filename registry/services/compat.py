@@ -13,6 +13,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from core.fit import module_misfit
+from core.forecast import forecast
 from core.patchfile import PatchHeader, read_patch_header
 from registry.conflicts import insert_or_ignore
 from registry.db import utcnow
@@ -160,5 +161,6 @@ def to_read(row: CompatVerdict, patch: Patch, target: BaseVersion) -> VerdictRea
         reasons=[Reason(**r) for r in row.reasons],
         export_rank=row.export_rank,
         portability=row.portability,
+        forecast=forecast(row.portability),
         checked_at=row.checked_at,
     )

@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 
 from core.errors import InvalidInput
 from core.evidence import brief_rows
+from core.forecast import forecast
 from core.plans import PORT_ARMS, Decision, Measurement, MeasurePlan
 from registry.conflicts import insert_or_ignore
 from registry.models import Patch, short_id
@@ -172,6 +173,7 @@ def record_port(
                 evaluations.record(session, *owners[arm], eval_set.dataset_id, row[arm], job_id)
     update: dict[str, object] = {
         "portability": measured.portability,
+        "forecast": forecast(measured.portability),
         "rows": brief_rows(measured.rows),
         "noop": measured.noop,
         "why": plan.why_not_evaluated or "",

@@ -87,3 +87,26 @@ def test_serving_says_how_each_engine_loads_the_patch(
         assert "a scale delta changing 64 channels" in engines[name]["rule"]
         assert engines[name]["line"].endswith("; or --approximate RANK (truncated SVD)")
     assert "serving" not in patchreg.json("compat", pid, "--base", "tiny:v2")  # only when asked
+
+
+def test_compat_and_port_forecast_before_any_evaluation(
+    patchreg: Patchreg, make_tiny_model, tmp_path: Path, monkeypatch
+) -> None:
+    import core.forecast as forecast_module
+    from tests.core.test_forecast import _write_fit
+
+    pid = _family(patchreg, make_tiny_model, tmp_path)
+    monkeypatch.setattr(forecast_module, "FIT_FILE", tmp_path / "fit.json")
+    _write_fit(tmp_path / "fit.json")
+    before = patchreg("compat", pid, "--base", "tiny:v2").stdout
+    assert f"no portability statistics yet: `patchreg port {pid} --base tiny:v2 --no-eval`" in before
+    assert patchreg.json("compat", pid, "--base", "tiny:v2")["forecast"] is None
+
+    ported = patchreg.json("port", pid, "--base", "tiny:v2", "--no-eval")  # statistics only, no eval
+    forecast = ported["forecast"]
+    assert 0.0 <= forecast["probability"] <= 1.0 and forecast["keep_fraction"] == 0.5
+    assert forecast["evidence"][0]["feature"] in forecast_module.FEATURES and ported["evaluations"] == []
+    checked = patchreg.json("compat", pid, "--base", "tiny:v2")
+    assert checked["forecast"] == forecast  # recorded with the pair: every later check shows it
+    line = [ln for ln in patchreg("compat", pid, "--base", "tiny:v2").stdout.splitlines() if "forecast" in ln]
+    assert line and "chance to be validated by a gate keeping 50% of the source's gain" in line[0]

@@ -83,3 +83,49 @@ def test_a_fit_needs_both_outcomes() -> None:
     rows, _ = _table(10, seed=5)
     with pytest.raises(ValueError, match="held \\(1\\) and ports that did not"):
         fit(rows, [1] * 10)
+
+
+def _write_fit(path, keep: float = 0.5) -> None:
+    import json
+
+    rows, held = _table(80, seed=3)
+    data = {
+        **fit(rows, held).to_dict(),
+        "target": {"gate": "keep50", "keep_fraction": keep, "metric": "score"},
+        "validated": sum(held),
+        "held_out_auc": 0.8,
+        "folds": 5,
+        "testbed": "ab" * 32,
+    }
+    path.write_text(json.dumps(data))
+
+
+def test_a_shipped_fit_scores_a_port_and_explains_itself(tmp_path, monkeypatch) -> None:
+    import core.forecast as forecast_module
+
+    monkeypatch.setattr(forecast_module, "FIT_FILE", tmp_path / "none.json")
+    assert forecast_module.forecast(_portability(0.1, 0.0, random.Random(0))) is None  # no fit: nothing shown
+    _write_fit(tmp_path / "fit.json")
+    monkeypatch.setattr(forecast_module, "FIT_FILE", tmp_path / "fit.json")
+    rng = random.Random(0)
+    calm, drifted = (forecast_module.forecast(_portability(e, 0.0, rng)) for e in (0.02, 0.38))
+    assert calm is not None and drifted is not None
+    assert calm["probability"] > 0.8 > 0.2 > drifted["probability"]  # the fit learned: drift breaks ports
+    assert {e["feature"] for e in calm["evidence"]} == set(FEATURES) and calm["fitted_on"] == 80
+    pulls = [abs(e["pull"]) for e in calm["evidence"]]
+    assert pulls == sorted(pulls, reverse=True)  # strongest evidence first
+    line = forecast_module.describe(calm)
+    assert line.startswith(f"{calm['probability']:.0%} chance to be validated by a gate keeping 50%")
+    assert "fitted on 80 testbed ports, held-out AUC 0.80" in line
+    assert forecast_module.forecast({"score": 1.0, "modules": []}) is None
+    assert forecast_module.forecast(None) is None
+
+
+def test_a_fit_for_other_features_is_refused(tmp_path) -> None:
+    from core.forecast import Forecast
+
+    rows, held = _table(40, seed=1)
+    data = fit(rows, held).to_dict()
+    assert Forecast.from_dict(data) == fit(rows, held)
+    with pytest.raises(ValueError, match="fitted on features"):
+        Forecast.from_dict({**data, "features": ["score"]})

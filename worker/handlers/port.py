@@ -30,6 +30,7 @@ def run(ctx: JobContext) -> dict[str, Any]:
             patch_id=report.patch.id if report.patch else None,
             status=report.status,
             why=report.why,
+            forecast=report.forecast,
             retrain_job=None,
         )
         if report.patch is None or report.status == "degraded":
