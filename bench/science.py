@@ -256,9 +256,7 @@ def fitted_forecast(
     return None
 
 
-def main() -> None:
-    from trainer.testbed import QUICK, TestbedRecipe, build_testbed
-
+def _arguments() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
         "--quick", action="store_true", help="The tests' tiny testbed (numbers mean nothing)."
@@ -274,7 +272,30 @@ def main() -> None:
     parser.add_argument(
         "--fit-out", type=Path, help="Write the forecast fitted on every port here (core/forecast_fit.json)."
     )
-    args = parser.parse_args()
+    parser.add_argument(
+        "--from-json",
+        type=Path,
+        help="Measure nothing: report (tables, plots, forecast) from a JSON an earlier run wrote, "
+        "whole seeds only where it was stopped part-way.",
+    )
+    return parser.parse_args()
+
+
+def main() -> None:
+    args = _arguments()
+    if args.from_json:
+        report = json.loads(args.from_json.read_text())
+        if report.pop("partial", False):  # the last seed was cut short: keep the seeds that finished
+            report["seeds"] = report["seeds"][:-1]
+        report["settings"]["seeds"] = len(report["seeds"])
+    else:
+        report = measure_all(args)
+    conclude(report, args)
+
+
+def measure_all(args: argparse.Namespace) -> dict[str, Any]:
+    from trainer.testbed import QUICK, TestbedRecipe, build_testbed
+
     recipe = QUICK if args.quick else TestbedRecipe()
     started = time.monotonic()
     testbed = build_testbed(recipe)
@@ -303,15 +324,21 @@ def main() -> None:
         lab = Lab(testbed, Path(tmp), args.steps, args.lr, args.batch_size)
         for seed in range(args.seeds):
             report["seeds"].append(run_seed(lab, seed, tuple(args.only), save=save))
+            report["seconds"] = round(time.monotonic() - started)
+    return report
+
+
+def conclude(report: dict[str, Any], args: argparse.Namespace) -> None:
+    """The forecast (its AUC, and the fit with --fit-out), then the JSON, tables and plots."""
     report["forecast"] = forecast_auc(report["seeds"])
-    report["seconds"] = round(time.monotonic() - started)
-    fitted = fitted_forecast(report["seeds"], report["forecast"], testbed.note["digest"])
+    fitted = fitted_forecast(report["seeds"], report["forecast"], report["testbed"]["digest"])
     if args.fit_out:
         if fitted is None:
             print("no gate saw both outcomes: no forecast to fit, --fit-out left alone", file=sys.stderr)
         else:
             args.fit_out.write_text(json.dumps(fitted, indent=1) + "\n")
-    save()
+    if args.json:
+        args.json.write_text(json.dumps({**report, "partial": False}, indent=1))
     from bench.science_report import plots, tables
 
     text = tables(report)

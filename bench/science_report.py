@@ -198,7 +198,7 @@ def plots(report: dict[str, Any], directory: Path) -> list[Path]:
     for label in report["seeds"][0]:
         points: dict[int, list[float]] = {}
         for runs in report["seeds"]:
-            for hop in runs[label]["hops"]:
+            for hop in runs.get(label, {"hops": []})["hops"]:
                 if hop["source"] == "v1" and hop["recovery"]:
                     points.setdefault(hop["hop"], []).append(hop["recovery"]["mean"])
         if points:
@@ -212,15 +212,8 @@ def plots(report: dict[str, Any], directory: Path) -> list[Path]:
 
     def per_training(x: Any, y: Any) -> dict[str, list[tuple[float, float]]]:
         labels = report["seeds"][0]
-        return {
-            label: [
-                (
-                    mean(x(runs[label]) for runs in report["seeds"]),
-                    mean(y(runs[label]) for runs in report["seeds"]),
-                )
-            ]
-            for label in labels
-        }
+        runs = {label: [seed[label] for seed in report["seeds"] if label in seed] for label in labels}
+        return {label: [(mean(map(x, rs)), mean(map(y, rs)))] for label, rs in runs.items()}
 
     path = directory / "methods.svg"
     methods = per_training(lambda e: e["v1"]["forgetting"]["mean"], lambda e: e["v1"]["gain"]["mean"])

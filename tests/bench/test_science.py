@@ -44,3 +44,14 @@ def test_the_science_bench_runs_on_the_quick_testbed(tmp_path: Path, monkeypatch
     assert text.startswith("**--quick") and "| 0 | lora | v2 → v4 |" in text and "| lora | " in text
     assert (tmp_path / "plots" / "params.svg").exists() and (tmp_path / "plots" / "methods.svg").exists()
     assert (tmp_path / "plots" / "recovery.svg").exists() or all(h["recovery"] is None for h in lora["hops"])
+
+    # a report again from the JSON alone (no measuring): what a run stopped part-way is reported by
+    again = tmp_path / "again.md"
+    argv = ["science", "--from-json", str(out), "--markdown", str(again), "--json", str(out)]
+    monkeypatch.setattr(sys, "argv", argv)
+    science.main()
+    assert again.read_text() == text
+    partial = {**report, "seeds": [run, run], "partial": True}
+    out.write_text(json.dumps(partial))
+    science.main()
+    assert json.loads(out.read_text())["seeds"] == [run] and again.read_text() == text
