@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import json
 import re
+from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 from fastapi.testclient import TestClient
 
@@ -83,12 +85,23 @@ def test_the_matrix_colours_each_cell_and_filters(web: TestClient, demo_registry
     assert "<td>lora</td>" in only_lora and "<td>propulsion</td>" not in only_lora
 
 
-def test_a_patch_page_tells_its_story(web: TestClient, demo_registry: DemoRegistry) -> None:
+def test_a_patch_page_tells_its_story(
+    web: TestClient, demo_registry: DemoRegistry, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import core.forecast as forecast_module
+    from tests.core.test_forecast import _write_fit
+
+    _write_fit(tmp_path / "fit.json")
+    monkeypatch.setattr(forecast_module, "FIT_FILE", tmp_path / "fit.json")
     patch = ported_patch(demo_registry)
     page = as_(web, demo_registry, "read").get(f"/patches/{patch['id']}").text
     assert patch["id"] in page and patch["parent_id"] in page  # itself and its source, in the lineage
     assert "Compatibility with tiny:v2" in page and "verdict-compatible" in page
     assert "Portability" in page
+    forecast = re.search(
+        r"Forecast before evaluation: <b>(\d+)%</b> chance to be validated by a gate keeping 50%", page
+    )
+    assert forecast is not None and "held-out AUC 0.80" in page
     assert "base alone" in page and "base + patch" in page and "source" in page  # the chart
     assert "patchreg fetch docs --base tiny:v2 --format peft --target vllm -o docs-vllm" in page
     assert "Audit trail" in page and "<td>patch.ported</td>" in page
