@@ -32,6 +32,9 @@ def page_options(default: int, order: str) -> Callable[[F], F]:
     return wrap
 
 
+PLURALS = {"audit": "audit entries"}  # listings whose name is not the plural of what they list
+
+
 def rows_of(
     app: AppContext, name: str, limit: int, show_all: bool, **filters: Any
 ) -> tuple[list[Any], Callable[[], None]]:
@@ -40,6 +43,7 @@ def rows_of(
 
     def note() -> None:
         if more:
-            click.echo(f"showing the first {limit} {name}; more match: --limit N or --all", err=True)
+            noun = PLURALS.get(name, name)
+            click.echo(f"showing the first {limit} {noun}; more match: --limit N or --all", err=True)
 
     return rows, note
