@@ -13,7 +13,7 @@ bootstrap interval over eval rows:
 - domain gain (per-row log-likelihood and accuracy) and forgetting (the same on held-out general
   text: patched − base alone, negative = forgotten) on v1;
 - the gate's decision on every port (on the domain's eval rows; the default gate, and ones that ask
-  a port to keep 50 % or 0 % of its source's gain instead of 80 %), and a cross-validated AUC of
+  a port to keep 50 %, 25 % or 0 % of its source's gain instead of 80 %), and a cross-validated AUC of
   `core.forecast` predicting it from the portability statistics (when both outcomes occur).
 `--fit-out` writes the forecast fitted on every port, the one `patchreg compat` and `port` show.
 """
@@ -45,7 +45,7 @@ TRAININGS: dict[str, tuple[str, tuple[str, ...], float | None]] = {
 DOMAIN, GENERAL = "domain/eval", "general/held-out"
 # the gates every port is decided by: the default, then ones asking it to keep less of its source's
 # gain (keep 0 %: only to beat the base alone); the forecast is fitted for the first with both outcomes
-GATE_KEEPS = {"default": 0.8, "keep50": 0.5, "keep0": 0.0}
+GATE_KEEPS = {"default": 0.8, "keep50": 0.5, "keep25": 0.25, "keep0": 0.0}
 
 
 def _rows_of(measured: Measurement, dataset: str) -> dict[str, Any]:
