@@ -209,7 +209,10 @@ def forecast(portability: Mapping[str, Any] | None, fit: Shipped | None = None) 
     fit = fit or shipped()
     if fit is None or not portability or not portability.get("modules"):
         return None
-    row = features(portability)
+    try:
+        row = features(portability)
+    except (KeyError, TypeError, ValueError):  # statistics recorded before a field existed: no forecast
+        return None
     pulls = fit.model.pulls(row)
     evidence = [
         {"feature": f, "value": row[f], "pull": pulls[f]}

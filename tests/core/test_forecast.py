@@ -118,6 +118,7 @@ def test_a_shipped_fit_scores_a_port_and_explains_itself(tmp_path, monkeypatch) 
     assert line.startswith(f"{calm['probability']:.0%} chance to be validated by a gate keeping 50%")
     assert "fitted on 80 testbed ports, held-out AUC 0.80" in line
     assert forecast_module.forecast({"score": 1.0, "modules": []}) is None
+    assert forecast_module.forecast({"score": 1.0, "modules": [{"module": "old", "evolution": 0.1}]}) is None
     assert forecast_module.forecast(None) is None
 
 
