@@ -213,7 +213,7 @@ def _ports(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
 def forecast_auc(results: list[dict[str, Any]]) -> dict[str, Any]:
     """Per gate, the cross-validated AUC of core.forecast on every port measured (outcome: the gate
     validated it); None where only one outcome occurred."""
-    from core.forecast import cross_validated_auc, features
+    from core.forecast import auc, cross_validated_auc, features
 
     ports = _ports(results)
     rows = [features(hop["portability"]) for hop in ports]
@@ -226,6 +226,12 @@ def forecast_auc(results: list[dict[str, Any]]) -> dict[str, Any]:
             if folds >= 2:
                 entry["auc"] = cross_validated_auc(rows, held, folds=folds)
                 entry["folds"] = folds
+                # what the fit must beat: ranking by one statistic, no fitting at all
+                entry["baselines"] = {
+                    "score": auc([r["score"] for r in rows], held),
+                    "1 − mean_evolution": auc([-r["mean_evolution"] for r in rows], held),
+                    "fewer hops": auc([-hop["hop"] for hop in ports], held),
+                }
         summary["gates"][gate] = entry
     return summary
 

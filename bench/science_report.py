@@ -147,6 +147,10 @@ def decay(report: dict[str, Any]) -> dict[str, dict[int, list[float]]]:
     return out
 
 
+def _ports_count(n: int) -> str:
+    return f"{n} port" + ("s" if n > 1 else "")
+
+
 def _decay(report: dict[str, Any]) -> list[str]:
     table = decay(report)
     hops = sorted({h for per in table.values() for h in per})
@@ -159,7 +163,7 @@ def _decay(report: dict[str, Any]) -> list[str]:
     ]
     for label, per in table.items():
         cells = [
-            f"{mean(per[h]):.0%} ({min(per[h]):.0%}–{max(per[h]):.0%}, {len(per[h])} ports)"
+            f"{mean(per[h]):.0%} ({min(per[h]):.0%}–{max(per[h]):.0%}, {_ports_count(len(per[h]))})"
             if h in per
             else "-"
             for h in hops
@@ -180,6 +184,11 @@ def _forecast(report: dict[str, Any]) -> list[str]:
             if measured["auc"] is None
             else f"{measured['auc']:.3f} ({measured['folds']}-fold cross-validated)"
         )
+        baselines = measured.get("baselines")
+        if baselines:
+            auc += "; ranking by one number instead: " + ", ".join(
+                f"{k} {v:.3f}" for k, v in baselines.items()
+            )
         lines.append(f"- {name}: {measured['validated']} validated; AUC of `core.forecast`: {auc}")
     return lines
 
