@@ -45,6 +45,7 @@ TRAININGS: dict[str, tuple[str, tuple[str, ...], float | None]] = {
 DOMAIN, GENERAL = "domain/eval", "general/held-out"
 # the gates every port is decided by: the default, then ones asking it to keep less of its source's
 # gain (keep 0 %: only to beat the base alone); the forecast is fitted for the first with both outcomes
+MIN_OUTCOME = 5  # ports of each outcome an AUC needs: 5 stratified folds, one of each per fold
 GATE_KEEPS = {"default": 0.8, "keep50": 0.5, "keep25": 0.25, "keep0": 0.0}
 
 
@@ -221,17 +222,15 @@ def forecast_auc(results: list[dict[str, Any]]) -> dict[str, Any]:
     for gate in GATE_KEEPS:
         held = [int(hop["gates"][gate] == "validated") for hop in ports]
         entry: dict[str, Any] = {"validated": sum(held), "auc": None}
-        if 0 < sum(held) < len(held) and len(held) >= 10:
-            folds = min(5, sum(held), len(held) - sum(held))
-            if folds >= 2:
-                entry["auc"] = cross_validated_auc(rows, held, folds=folds)
-                entry["folds"] = folds
-                # what the fit must beat: ranking by one statistic, no fitting at all
-                entry["baselines"] = {
-                    "score": auc([r["score"] for r in rows], held),
-                    "1 − mean_evolution": auc([-r["mean_evolution"] for r in rows], held),
-                    "fewer hops": auc([-hop["hop"] for hop in ports], held),
-                }
+        if min(sum(held), len(held) - sum(held)) >= MIN_OUTCOME:
+            entry["auc"] = cross_validated_auc(rows, held, folds=MIN_OUTCOME)
+            entry["folds"] = MIN_OUTCOME
+            # what the fit must beat: ranking by one statistic, no fitting at all
+            entry["baselines"] = {
+                "score": auc([r["score"] for r in rows], held),
+                "1 − mean_evolution": auc([-r["mean_evolution"] for r in rows], held),
+                "fewer hops": auc([-hop["hop"] for hop in ports], held),
+            }
         summary["gates"][gate] = entry
     return summary
 
@@ -291,8 +290,9 @@ def main() -> None:
     args = _arguments()
     if args.from_json:
         report = json.loads(args.from_json.read_text())
-        if report.pop("partial", False):  # the last seed was cut short: keep the seeds that finished
-            report["seeds"] = report["seeds"][:-1]
+        report.pop("partial", None)
+        if report["seeds"] and set(report["seeds"][-1]) != set(report["seeds"][0]):
+            report["seeds"] = report["seeds"][:-1]  # the last seed was cut short: keep whole ones
         report["settings"]["seeds"] = len(report["seeds"])
     else:
         report = measure_all(args)

@@ -179,8 +179,9 @@ def _forecast(report: dict[str, Any]) -> list[str]:
     lines = ["", f"### Forecast: {forecast['ports']} ports", ""]
     for gate, name in GATES.items():
         measured = forecast["gates"][gate]
+        few = min(measured["validated"], forecast["ports"] - measured["validated"])
         auc = (
-            "not computable (one outcome only)"
+            f"not measured (the rarer outcome has {few} port{'s' * (few != 1)}; 5 of each are needed)"
             if measured["auc"] is None
             else f"{measured['auc']:.3f} ({measured['folds']}-fold cross-validated)"
         )

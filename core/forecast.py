@@ -157,14 +157,21 @@ def cross_validated_auc(
     l2: float = 1.0,
 ) -> float:
     """AUC of forecasts for ports the model was not fitted on: each fold is scored by a model fitted
-    on the others (folds drawn with `seed`; a fold whose complement lacks an outcome is an error)."""
+    on the others. Folds are stratified (each outcome dealt round the folds after a shuffle drawn
+    with `seed`), so with at least `folds` ports of each outcome every fit sees both."""
     import numpy as np
 
-    order = np.random.default_rng(seed).permutation(len(held))
-    parts = [order[i::folds] for i in range(folds)]
+    rng = np.random.default_rng(seed)
+    parts: list[list[int]] = [[] for _ in range(folds)]
+    for outcome in (1, 0):
+        members = [i for i, y in enumerate(held) if y == outcome]
+        if len(members) < folds:
+            raise ValueError(f"{folds} folds need at least {folds} ports of each outcome")
+        for k, i in enumerate(rng.permutation(members)):
+            parts[k % folds].append(int(i))
     scores = [0.0] * len(held)
     for part in parts:
-        inside = set(int(i) for i in part)
+        inside = set(part)
         train = [i for i in range(len(held)) if i not in inside]
         model = fit([rows[i] for i in train], [held[i] for i in train], l2=l2)
         for i in inside:

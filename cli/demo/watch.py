@@ -120,6 +120,9 @@ class Reporter:
             else:
                 self.labels[r["patch_id"]] = self.patch_label(r["source_id"])
                 line = f"{what}: patch {r['patch_id']}, {r['verdict']}, {r.get('status')}: {r.get('why')}"
+                if r.get("forecast"):  # what the statistics predicted before the evaluation ruled
+                    f = r["forecast"]
+                    line += f" (forecast: {f['probability']:.0%} to keep {f['keep_fraction']:.0%})"
             if r.get("retrain_job"):
                 line += f"; retrain queued as job {r['retrain_job']}"
             return line

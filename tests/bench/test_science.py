@@ -51,7 +51,11 @@ def test_the_science_bench_runs_on_the_quick_testbed(tmp_path: Path, monkeypatch
     monkeypatch.setattr(sys, "argv", argv)
     science.main()
     assert again.read_text() == text
-    partial = {**report, "seeds": [run, run], "partial": True}
-    out.write_text(json.dumps(partial))
+    cut = {**report, "seeds": [run, {}], "partial": True}  # stopped before its second seed trained
+    out.write_text(json.dumps(cut))
     science.main()
     assert json.loads(out.read_text())["seeds"] == [run] and again.read_text() == text
+    whole = {**report, "seeds": [run, run], "partial": True}  # stopped after its last training
+    out.write_text(json.dumps(whole))
+    science.main()
+    assert json.loads(out.read_text())["seeds"] == [run, run]

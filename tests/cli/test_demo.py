@@ -58,6 +58,9 @@ def test_quick_demo_trains_ports_evaluates_and_retrains(patchreg: Patchreg, db_u
                 verdict = compat.get_verdict(s, src.id, V2)
                 assert verdict is not None and verdict.verdict == "compatible"
                 assert verdict.portability is not None
+                # the shipped forecast (core/forecast_fit.json) scored the port before it was evaluated
+                assert verdict.forecast is not None and 0 <= verdict.forecast["probability"] <= 1
+                assert f"{ported.id}, compatible, {ported.status}: " in out and "(forecast: " in out
                 measured = evaluations.list_for(s, patch_id=ported.id)
                 assert measured and measured[0].metrics["accuracy"] is not None
                 retrained = [p for p in on_v2 if p.origin == "retrained" and p.parent_id == src.id]

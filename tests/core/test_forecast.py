@@ -130,3 +130,12 @@ def test_a_fit_for_other_features_is_refused(tmp_path) -> None:
     assert Forecast.from_dict(data) == fit(rows, held)
     with pytest.raises(ValueError, match="fitted on features"):
         Forecast.from_dict({**data, "features": ["score"]})
+
+
+def test_cross_validation_is_stratified_so_every_fit_sees_both_outcomes() -> None:
+    rows, _ = _table(40, seed=5)
+    held = [1, 1] + [0] * 38  # two ports held: unstratified 2-fold splits could leave a fit without one
+    for seed in range(20):
+        assert 0.0 <= cross_validated_auc(rows, held, folds=2, seed=seed) <= 1.0
+    with pytest.raises(ValueError, match="3 folds need at least 3 ports of each outcome"):
+        cross_validated_auc(rows, held, folds=3)
