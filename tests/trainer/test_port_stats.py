@@ -233,7 +233,10 @@ def test_statistics_hold_two_tensors_and_one_shard_per_checkpoint(large_checkpoi
     """Every linear of a 235 MB pair (40 MB shards) patched: the peak RSS increase (in a fresh
     process) stays under one mapped shard per checkpoint plus a few fp32 weights. Keeping every
     shard mapped until the end grew file-backed RSS with both checkpoints: measured +406 MB file,
-    +112 MB anonymous before; +71 MB file, +71-88 MB anonymous after (allocator slack included)."""
+    +112 MB anonymous before; +71 MB file, +71-88 MB anonymous after (allocator slack included).
+    The anonymous peak is noisy (1 ms sampling, allocator): 37-138 MB over nine runs of the same
+    files on 2026-12-03, so its bound is 12 fp32 weights (201 MB), still under one checkpoint held
+    whole (235 MB in bf16, 470 MB as fp32)."""
     from tests.trainer.conftest import make_random_patch, measure_peak
     from trainer.hf import load_causal_lm
     from trainer.patch.io import save_patch
@@ -252,4 +255,4 @@ def test_statistics_hold_two_tensors_and_one_shard_per_checkpoint(large_checkpoi
 
     print(f"stats: RSS +{peak['anon_bytes'] / 1e6:.0f} MB anonymous, +{peak['file_bytes'] / 1e6:.0f} MB file")
     assert peak["file_bytes"] < 2 * shard + 10e6, peak
-    assert peak["anon_bytes"] < 8 * largest_weight, peak  # 4 fp32 weights + bf16 reads + slack
+    assert peak["anon_bytes"] < 12 * largest_weight, peak  # 4 fp32 weights + bf16 reads + slack
